@@ -1,0 +1,1 @@
+"""The model families of the course, one family per module."""
