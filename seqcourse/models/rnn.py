@@ -1,0 +1,164 @@
+"""The vanilla (Elman) recurrent network, written from its equation.
+
+Glossary (the symbols of the Recurrence chapter):
+
+    B  batch size           T  sequence length        D  input features
+    H  hidden units         L  stacked layers
+    x_t  (B, D)  input at step t          h_t  (B, H)  hidden state after step t
+    W_x  (H, D)  input weights            W_h  (H, H)  recurrent weights        b  (H,)  bias
+
+One step of the recurrence:
+
+    h_t = tanh(W_x x_t + W_h h_{t-1} + b),        h_0 = 0 unless given.
+
+A stack of L layers feeds layer l the hidden states of layer l-1 as its inputs x_t.
+``RNN`` computes the same function as ``torch.nn.RNN(..., batch_first=True)`` (whose two biases
+b_ih + b_hh are our one b): ``copy_from_torch`` copies its weights, and the tests compare the two.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..validation import expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
+
+__all__ = ["RNN", "RNNCell", "copy_from_torch"]
+
+_WEIGHTS = "(the dtype of the model's weights)"
+
+
+class RNNCell(nn.Module):
+    """One step of a tanh RNN: ``h_t = tanh(W_x x_t + W_h h_{t-1} + b)``.
+
+    Parameters ``W_x`` (H, D), ``W_h`` (H, H) and ``b`` (H,) (``None`` when ``bias=False``) start
+    uniform in [-1/sqrt(H), 1/sqrt(H)], as in ``torch.nn.RNN``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
+        super().__init__()
+        self.input_size = expect_int(input_size, "input_size", minimum=1)
+        self.hidden_size = expect_int(hidden_size, "hidden_size", minimum=1)
+        self.W_x = nn.Parameter(torch.empty(hidden_size, input_size))
+        self.W_h = nn.Parameter(torch.empty(hidden_size, hidden_size))
+        self.b = nn.Parameter(torch.empty(hidden_size)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Draw every parameter uniform in [-1/sqrt(H), 1/sqrt(H)] (torch's default for RNNs)."""
+        k = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -k, k)
+
+    def forward(self, x_t: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
+        """x_t (B, D), h = h_{t-1} (B, H) or None for zeros -> h_t (B, H)."""
+        dtype, device = module_dtype_device(self)
+        expect_tensor(x_t, "x_t", dims=("B", "D"), size={"D": self.input_size},
+                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+        if h is None:
+            h = x_t.new_zeros(x_t.shape[0], self.hidden_size)
+        else:
+            expect_tensor(h, "h", dims=("B", "H"), size={"B": x_t.shape[0], "H": self.hidden_size},
+                          dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+        return torch.tanh(nn.functional.linear(x_t, self.W_x, self.b) + h @ self.W_h.T)
+
+    def extra_repr(self) -> str:
+        return f"input_size={self.input_size}, hidden_size={self.hidden_size}, bias={self.b is not None}"
+
+
+class RNN(nn.Module):
+    """A stack of L tanh RNN layers over a batch of sequences (batch-first).
+
+    Layer l (1-indexed) runs ``h^l_t = tanh(W_x^l h^{l-1}_t + W_h^l h^l_{t-1} + b^l)`` with
+    ``h^0_t = x_t``. ``forward`` returns the top layer's states for every step and every
+    layer's last state, like ``torch.nn.RNN(..., batch_first=True)``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True):
+        super().__init__()
+        self.input_size = expect_int(input_size, "input_size", minimum=1)
+        self.hidden_size = expect_int(hidden_size, "hidden_size", minimum=1)
+        self.num_layers = expect_int(num_layers, "num_layers", minimum=1)
+        self.bias = bool(bias)
+        self.cells = nn.ModuleList(
+            RNNCell(input_size if layer == 0 else hidden_size, hidden_size, bias) for layer in range(num_layers)
+        )
+
+    def _check_state(self, h: torch.Tensor, name: str, batch: int, dtype, device) -> None:
+        expect_tensor(h, name, dims=("L", "B", "H"),
+                      size={"L": self.num_layers, "B": batch, "H": self.hidden_size},
+                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, D), h0 (L, B, H) or None for zeros -> (outputs (B, T, H), h_n (L, B, H)).
+
+        ``outputs[:, t]`` is the top layer's h_t; ``h_n[l]`` is layer l's state after the last step.
+        """
+        dtype, device = module_dtype_device(self)
+        expect_tensor(x, "x", dims=("B", "T", "D"), size={"D": self.input_size},
+                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+        expect_nonempty_time(x, "x")
+        batch = x.shape[0]
+        if h0 is not None:
+            self._check_state(h0, "h0", batch, dtype, device)
+        layer_input, last_states = x, []
+        for layer, cell in enumerate(self.cells):
+            h = x.new_zeros(batch, self.hidden_size) if h0 is None else h0[layer]
+            # W_x x_t + b for every t in one matrix multiply; only W_h h_{t-1} has to wait for the loop.
+            input_part = nn.functional.linear(layer_input, cell.W_x, cell.b)  # (B, T, H)
+            states = []
+            # Loop over unbind(1) and stack at the end: writing into a preallocated (B, T, H)
+            # tensor would make autograd keep a full-size copy per step (an O(T^2) backward).
+            for u_t in input_part.unbind(1):
+                h = torch.tanh(u_t + h @ cell.W_h.T)  # (B, H)
+                states.append(h)
+            layer_input = torch.stack(states, dim=1)  # (B, T, H)
+            last_states.append(h)
+        return layer_input, torch.stack(last_states)
+
+    def step(self, x_t: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token: x_t (B, D), h (L, B, H) or None for zeros -> (y_t (B, H), h (L, B, H)).
+
+        ``y_t`` is the top layer's new state. Calling ``step`` on x[:, 0], x[:, 1], ... while
+        carrying ``h`` gives the same states as ``forward(x)``, in memory that does not grow with T.
+        """
+        dtype, device = module_dtype_device(self)
+        expect_tensor(x_t, "x_t", dims=("B", "D"), size={"D": self.input_size},
+                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+        if h is not None:
+            self._check_state(h, "h", x_t.shape[0], dtype, device)
+        new_states, layer_input = [], x_t
+        for layer, cell in enumerate(self.cells):
+            layer_input = cell(layer_input, None if h is None else h[layer])
+            new_states.append(layer_input)
+        return layer_input, torch.stack(new_states)
+
+    def extra_repr(self) -> str:
+        return (f"input_size={self.input_size}, hidden_size={self.hidden_size}, "
+                f"num_layers={self.num_layers}, bias={self.bias}")
+
+
+def copy_from_torch(ours: RNN, theirs: nn.RNN) -> None:
+    """Copy the weights of ``torch.nn.RNN`` into our ``RNN`` so the two compute the same function.
+
+    ``weight_ih_l{k}`` -> ``cells[k].W_x``, ``weight_hh_l{k}`` -> ``cells[k].W_h`` and
+    ``bias_ih_l{k} + bias_hh_l{k}`` -> ``cells[k].b`` (torch adds two biases where one suffices).
+    Raises ``ValueError`` when the two are not the same architecture.
+    """
+    if not isinstance(ours, RNN):
+        raise TypeError(f"ours must be a seqcourse RNN; got {type(ours).__name__}")
+    if not isinstance(theirs, nn.RNN):
+        raise TypeError(f"theirs must be a torch.nn.RNN; got {type(theirs).__name__}")
+    expected = {"input_size": ours.input_size, "hidden_size": ours.hidden_size,
+                "num_layers": ours.num_layers, "bias": ours.bias,
+                "nonlinearity": "tanh", "bidirectional": False, "proj_size": 0}
+    wrong = [f"{k}={getattr(theirs, k)!r} (expected {v!r})" for k, v in expected.items() if getattr(theirs, k) != v]
+    if wrong:
+        raise ValueError("torch.nn.RNN does not match our RNN: " + ", ".join(wrong))
+    with torch.no_grad():
+        for k, cell in enumerate(ours.cells):
+            cell.W_x.copy_(getattr(theirs, f"weight_ih_l{k}"))
+            cell.W_h.copy_(getattr(theirs, f"weight_hh_l{k}"))
+            if ours.bias:
+                cell.b.copy_(getattr(theirs, f"bias_ih_l{k}") + getattr(theirs, f"bias_hh_l{k}"))
