@@ -1,0 +1,20 @@
+"""Graded exercises: ``check()`` for the check cells, the question registry, and (in
+``seqcourse.grading.generate``) the command that writes exercises/ from solutions/.
+
+A check cell reads ``check("rnn-step", rnn_step)``; see :mod:`seqcourse.grading.check`.
+"""
+from .check import CaseResult, CheckResult, StudentOutcome, check, run_student, score
+from .registry import Case, Question, get_question, question_ids
+
+__all__ = [
+    "Case",
+    "CaseResult",
+    "CheckResult",
+    "Question",
+    "StudentOutcome",
+    "check",
+    "get_question",
+    "question_ids",
+    "run_student",
+    "score",
+]

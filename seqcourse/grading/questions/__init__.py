@@ -1,0 +1,1 @@
+"""Graded questions, one module per chapter; each module defines ``QUESTIONS`` (see ``registry``)."""
