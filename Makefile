@@ -24,9 +24,9 @@ book: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-## Run the notebooks locally in JupyterLab.
+## Run the notebooks locally in JupyterLab (from the top, so book/, solutions/ and exercises/ are all reachable).
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab book/
+	$(VENV)/bin/jupyter lab
 
 ## Execute every book notebook and print wall time and peak memory per notebook.
 bench: $(STAMP)
