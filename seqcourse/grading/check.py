@@ -192,17 +192,28 @@ def run_student(question: Question, student_fn) -> list[StudentOutcome]:
     return outcomes
 
 
-def score(question: Question, outcomes: list[StudentOutcome]) -> CheckResult:
-    """Compare the student's outcomes (one per case, from :func:`run_student`) with the reference."""
+def score(
+    question: Question, outcomes: list[StudentOutcome], expected: list[dict[str, np.ndarray]] | None = None
+) -> CheckResult:
+    """Compare the student's outcomes (one per case, from :func:`run_student`) with the reference.
+
+    expected: the reference outputs, one ``{output name: float64 array}`` per case, when they were
+    computed elsewhere (batch grading passes the outputs recorded from the solution notebook);
+    None computes them with ``question.reference``."""
     if len(outcomes) != len(question.cases):
         raise ValueError(f"{question.id} has {len(question.cases)} cases, got {len(outcomes)} outcomes")
+    if expected is not None and len(expected) != len(question.cases):
+        raise ValueError(f"{question.id} has {len(question.cases)} cases, got {len(expected)} expected outputs")
     attempted = not all(outcome.not_implemented for outcome in outcomes)
     cases = []
     for index, (case, outcome) in enumerate(zip(question.cases, outcomes), start=1):
         inputs = case.inputs()
         stored_inputs = {name: _numpy(value) for name, value in inputs.items()}
-        reference = _as_tuple(question.reference(*inputs.values()))
-        expected = {name: _numpy(value) for name, value in zip(question.outputs, reference, strict=True)}
+        if expected is None:
+            reference = _as_tuple(question.reference(*inputs.values()))
+            want = {name: _numpy(value) for name, value in zip(question.outputs, reference, strict=True)}
+        else:
+            want = {name: np.asarray(expected[index - 1][name], dtype=np.float64) for name in question.outputs}
         max_error = None
         if outcome.not_implemented:
             problems = ["raised NotImplementedError" if attempted else "not attempted"]
@@ -210,13 +221,13 @@ def score(question: Question, outcomes: list[StudentOutcome]) -> CheckResult:
             problems = [outcome.error]
         else:
             problems, errors = [], []
-            for name, want in expected.items():
-                problem, error = _compare(outcome.values[name], want, question.tol)
+            for name, wanted in want.items():
+                problem, error = _compare(outcome.values[name], wanted, question.tol)
                 if error is not None:
                     errors.append(error)
                 if problem is not None:
-                    problems.append(problem if len(expected) == 1 else f"{name}: {problem}")
-            max_error = max(errors) if len(errors) == len(expected) else None
+                    problems.append(problem if len(want) == 1 else f"{name}: {problem}")
+            max_error = max(errors) if len(errors) == len(want) else None
         cases.append(
             CaseResult(
                 index=index,
@@ -224,7 +235,7 @@ def score(question: Question, outcomes: list[StudentOutcome]) -> CheckResult:
                 passed=not problems,
                 message="; ".join(problems) or "passed",
                 inputs=stored_inputs,
-                expected=expected,
+                expected=want,
                 got=outcome.values,
                 max_abs_error=max_error,
                 tol=question.tol,

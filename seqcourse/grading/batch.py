@@ -1,0 +1,651 @@
+"""Grade a class's notebooks headlessly, in a way a submission cannot talk its way through.
+
+    python -m seqcourse grade SOLUTION_NOTEBOOK SUBMISSIONS... [--out grades.csv] [--json grades.json]
+        [--jobs N] [--cell-timeout S] [--time-limit S] [--memory-mb MB] [--no-variants] [--quiet]
+
+SUBMISSIONS are notebooks or folders (searched recursively for ``*.ipynb``). For each submission:
+
+1. **Assemble** (:mod:`~seqcourse.grading.assemble`): the instructor's notebook with only the
+   student's solution cells put in, matched by ``grade_id``; locked and test cells (hidden tests
+   included) always come from the instructor's copy; edited or deleted locked cells are flagged.
+2. **Audit** (:mod:`~seqcourse.grading.audit`): the student's code is read, not run, for the means
+   to interfere (monkeypatching, input transformers, ``exec``, introspection, ...).
+3. **Run** (:mod:`~seqcourse.grading.sandbox`): in its own process and process group, in an empty
+   temporary directory, under a per-cell timeout, a total time limit and a memory cap. After each
+   test cell the sandbox calls the student's function itself on inputs the grader computed (the
+   question's cases, and a fresh random draw of each case that the student cannot have seen) and
+   sends back the raw outputs as float64 bytes over a pipe, stamped with a per-run nonce.
+4. **Judge**, outside the student's process: the raw outputs are compared with the outputs the
+   solution notebook produced through the same pipeline. A question scores only if the test cell
+   ran without error, the report ``check()`` printed inside the kernel agrees case by case with
+   this comparison, the fresh draws pass wherever the cases pass, and nothing timed out or ran out
+   of memory. The solution notebook is graded first and must earn full marks with no flags, or
+   grading stops (exit status 1): that run is also a test of the pipeline.
+
+Writes a CSV (``submission``, one column per question, ``total``, ``max_total``, ``flags``) and a
+JSON file with the same plus the details of every case, the audit's findings and the student's
+answers to questions graded by hand. Flags are space-separated tokens, listed in
+:data:`FLAG_HELP`.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import dataclasses
+import io
+import json
+import math
+import re
+import secrets
+import signal
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import torch
+
+from .assemble import PlanCell, PlanError, assemble, load_plan
+from .audit import Finding, audit
+from .check import CheckResult, StudentOutcome, score
+from .registry import Case, Question
+from .sandbox import ForkServer, Limits, RunRecord, ServerError, Unit, run_units
+from .worker import MAX_ENTRIES
+
+MAX_NOTEBOOK_BYTES = 50 * 2**20
+FLAG_HELP = {
+    "timeout:ID": "a cell or the recording of question ID ran past --cell-timeout (ID scores 0)",
+    "time-limit": "the submission ran past --time-limit; what had not run scores 0",
+    "memory:ID": "ID ran out of memory under --memory-mb (or the process was killed for memory; ID scores 0)",
+    "crashed:ID": "the process died while running ID (os._exit, a segfault, ...); ID scores 0",
+    "crashed": "the process died before its first cell or between cells; what had not run scores 0",
+    "check-missing:ID": "the test cell ran but printed no check report for ID (ID scores 0)",
+    "check-disagrees:ID": "the in-kernel check report differs from the out-of-kernel comparison (ID scores 0)",
+    "variant-failed:ID": "passes the published cases but fails fresh draws of them: hard-coded answers? (ID scores 0)",
+    "fake-results": "something other than the grader wrote to the result channel; forged reports were ignored",
+    "locked-cell-edited:ID": "the student changed a locked cell (the instructor's copy ran instead)",
+    "locked-cell-deleted:ID": "the student deleted a locked cell (the instructor's copy ran instead)",
+    "solution-cell-missing:ID": "no solution cell with this grade_id (the released stub ran instead)",
+    "duplicate-grade-id:ID": "several cells share this grade_id (the first one ran)",
+    "extra-cells-ignored:N": "N cells the student added; they did not run",
+    "suspicious:RULE": "the static audit found code that could interfere (see seqcourse.grading.audit)",
+    "tampered:WHAT": "at run time, the student's code rebound WHAT (a module attribute, check, IPython's transformers)",
+    "unreadable": "the submission is not a notebook that could be read",
+    "grader-error": "the grading machinery failed for this submission; grade it again",
+}
+
+
+class GradingError(RuntimeError):
+    """Grading cannot go on (the solution notebook does not pass its own checks in the sandbox)."""
+
+
+# ---- inputs and outputs on the wire ----------------------------------------------------------
+
+
+def _encode_input(value, where: str) -> dict:
+    if isinstance(value, torch.Tensor):
+        buffer = io.BytesIO()
+        try:
+            np.save(buffer, value.detach().cpu().numpy(), allow_pickle=False)
+        except (TypeError, RuntimeError) as error:
+            raise PlanError(f"{where}: cannot send this input to the sandbox ({error})") from None
+        return {"npy": base64.b64encode(buffer.getvalue()).decode(), "requires_grad": bool(value.requires_grad)}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"value": value}
+    raise PlanError(f"{where}: case inputs must be tensors or plain numbers, got {type(value).__name__}")
+
+
+def decode_outcome(item, names: tuple[str, ...]) -> StudentOutcome | None:
+    """A :class:`StudentOutcome` from the sandbox's JSON (raw float64 bytes, never unpickled);
+    None when it is malformed."""
+    if not isinstance(item, dict):
+        return None
+    if item.get("not_implemented") is True:
+        return StudentOutcome(not_implemented=True)
+    if isinstance(item.get("error"), str):
+        return StudentOutcome(error=item["error"][:500])
+    values = item.get("values")
+    if not isinstance(values, dict) or set(values) != set(names):
+        return None
+    arrays = {}
+    for name in names:
+        encoded = values[name]
+        shape = encoded.get("shape") if isinstance(encoded, dict) else None
+        data = encoded.get("data") if isinstance(encoded, dict) else None
+        if not (isinstance(shape, list) and len(shape) <= 8 and all(type(n) is int and n >= 0 for n in shape)):
+            return None
+        size = math.prod(shape)
+        if size > MAX_ENTRIES or not isinstance(data, str):
+            return None
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except ValueError:
+            return None
+        if len(raw) != 8 * size:
+            return None
+        arrays[name] = np.frombuffer(raw, dtype="<f8").reshape(shape).astype(np.float64)
+    return StudentOutcome(values=arrays)
+
+
+CASE_LINE = re.compile(r"^  case (\d+) (passed|FAILED): ")
+TOTAL_LINE = re.compile(r"^(\d+)/(\d+) cases passed — ([0-9.]+)/(\d+) points$")
+
+
+@dataclass(frozen=True)
+class KernelReport:
+    """What ``check()`` printed inside the kernel for one question (the last report in the cell)."""
+
+    attempted: bool
+    passed: tuple[bool, ...]
+    earned: float
+
+    def to_dict(self) -> dict:
+        return {"attempted": self.attempted, "passed": list(self.passed), "earned": self.earned}
+
+
+def parse_report(text: str, question: Question) -> KernelReport | None:
+    """The last complete report ``check()`` printed for ``question`` in ``text``, or None."""
+    lines = text.splitlines()
+    not_attempted = f"{question.id}: not attempted — 0/{question.points} points"
+    header = f"{question.id}: {question.title}"
+    found, i = None, 0
+    while i < len(lines):
+        if lines[i] == not_attempted:
+            found = KernelReport(False, (), 0.0)
+        elif lines[i] == header:
+            cases, j = {}, i + 1
+            while j < len(lines) and (match := CASE_LINE.match(lines[j])):
+                cases[int(match[1])] = match[2] == "passed"
+                j += 1
+            total = TOTAL_LINE.match(lines[j]) if j < len(lines) else None
+            n = len(question.cases)
+            if (
+                total
+                and sorted(cases) == list(range(1, n + 1))
+                and (int(total[1]), int(total[2]), int(total[4])) == (sum(cases.values()), n, question.points)
+            ):
+                found = KernelReport(True, tuple(cases[k] for k in range(1, n + 1)), float(total[3]))
+            i = j
+            continue
+        i += 1
+    return found
+
+
+def agrees(report: KernelReport, result: CheckResult) -> bool:
+    """The in-kernel report and the out-of-kernel result say the same, case by case."""
+    if report.attempted != result.attempted:
+        return False
+    if not report.attempted:
+        return True
+    return report.passed == tuple(case.passed for case in result.cases) and abs(report.earned - result.earned) < 1e-9
+
+
+# ---- the grading plan for a run --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuestionPlan:
+    """A question as this run grades it: its test cell, the function expression, its cases and
+    (unless variants are off) fresh draws of them, with the inputs encoded for the sandbox."""
+
+    question: Question
+    variant: Question | None
+    cell: PlanCell
+    function: str
+    inputs: list[list[dict]]
+
+    @property
+    def cell_unit(self) -> str:
+        return f"c{self.cell.index}"
+
+    @property
+    def record_unit(self) -> str:
+        return f"r:{self.question.id}"
+
+
+def _variant(question: Question, seed: int) -> Question:
+    cases = tuple(Case(f"{case.name} [fresh draw]", case.build, seed=seed + i) for i, case in enumerate(question.cases))
+    return dataclasses.replace(question, cases=cases)
+
+
+def _question_plans(plan, variants: bool) -> list[QuestionPlan]:
+    seed = secrets.randbelow(2**30)
+    plans = []
+    for number, (cell, call) in enumerate(plan.checks):
+        question = call.question
+        variant = _variant(question, seed + 1000 * number) if variants else None
+        cases = list(question.cases) + (list(variant.cases) if variant else [])
+        inputs = [
+            [_encode_input(value, f"{question.id} case {case.name!r} input {name!r}") for name, value in case.inputs().items()]
+            for case in cases
+        ]
+        plans.append(QuestionPlan(question, variant, cell, call.function, inputs))
+    return plans
+
+
+def _units(assembly, question_plans: list[QuestionPlan]) -> list[Unit]:
+    by_cell: dict[int, list[QuestionPlan]] = {}
+    for qp in question_plans:
+        by_cell.setdefault(qp.cell.index, []).append(qp)
+    units = []
+    for cell in assembly.cells:
+        protect = sorted(cell.plan.binds) if cell.origin == "instructor" else []
+        units.append(Unit(f"c{cell.plan.index}", "cell", {"source": cell.source, "protect": protect}))
+        for qp in by_cell.get(cell.plan.index, []):
+            spec = {
+                "question": qp.question.id,
+                "function": qp.function,
+                "outputs": list(qp.question.outputs),
+                "allow_autograd": qp.question.allow_autograd,
+                "cases": qp.inputs,
+            }
+            units.append(Unit(qp.record_unit, "record", spec))
+    return units
+
+
+# ---- judging ---------------------------------------------------------------------------------
+
+
+@dataclass
+class QuestionGrade:
+    """One question of one submission: the points, and the evidence they rest on."""
+
+    id: str
+    points: int
+    earned: float
+    flags: list[str]
+    reason: str | None  # why it scores 0 despite the comparison (None when it scores what the comparison says)
+    kernel: KernelReport | None
+    result: CheckResult | None
+    variants: CheckResult | None
+
+    def to_dict(self) -> dict:
+        def cases(result):
+            if result is None:
+                return None
+            keys = ("index", "name", "passed", "message", "max_abs_error")
+            return [{key: getattr(case, key) for key in keys} for case in result.cases]
+
+        return {
+            "earned": self.earned,
+            "points": self.points,
+            "flags": self.flags,
+            "reason": self.reason,
+            "in_kernel": None if self.kernel is None else self.kernel.to_dict(),
+            "out_of_kernel": None
+            if self.result is None
+            else {"attempted": self.result.attempted, "earned": self.result.earned, "cases": cases(self.result)},
+            "fresh_draws": cases(self.variants),
+        }
+
+
+@dataclass
+class Reference:
+    main: list[dict[str, np.ndarray]]
+    variants: list[dict[str, np.ndarray]]
+
+
+def _outcomes(qp: QuestionPlan, record: RunRecord) -> tuple[list[StudentOutcome] | None, bool]:
+    """(the recorded outcomes, main cases then fresh draws, or None; whether any was malformed)."""
+    result = record.results.get(qp.record_unit)
+    if result is None or result.get("interrupted") is True:
+        return None, False
+    raw = result.get("outcomes")
+    if not isinstance(raw, list) or len(raw) != len(qp.inputs):
+        return None, True
+    decoded = [decode_outcome(item, qp.question.outputs) for item in raw]
+    malformed = any(outcome is None for outcome in decoded)
+    return [outcome or StudentOutcome(error="malformed result") for outcome in decoded], malformed
+
+
+def _judge(qp: QuestionPlan, record: RunRecord, reference: Reference | None) -> tuple[QuestionGrade, bool]:
+    """Grade one question from a run; ``reference`` None scores against ``question.reference``
+    (the solution run). Returns the grade and whether a recorded outcome was malformed."""
+    question, n = qp.question, len(qp.question.cases)
+    test, recorded = record.results.get(qp.cell_unit), record.results.get(qp.record_unit)
+    units = (qp.cell_unit, qp.record_unit)
+    flags = []
+    if any(unit in record.timed_out for unit in units):
+        flags.append(f"timeout:{question.id}")
+    outcomes, malformed = _outcomes(qp, record)
+    memory = any(unit in record.memory_killed for unit in units) or bool(test and (test.get("error") or {}).get("memory"))
+    memory = memory or bool(recorded and any(isinstance(o, dict) and o.get("memory") is True for o in recorded.get("outcomes") or []))
+    if memory:
+        flags.append(f"memory:{question.id}")
+    if any(unit in units for unit, _ in record.crashed):
+        flags.append(f"crashed:{question.id}")
+    result = variants = kernel = None
+    if outcomes is not None:
+        result = score(question, outcomes[:n], expected=None if reference is None else reference.main)
+        if qp.variant is not None:
+            variants = score(qp.variant, outcomes[n:], expected=None if reference is None else reference.variants)
+    if test is not None:
+        kernel = parse_report(test.get("stdout", ""), question)
+    reason = None
+    if flags:
+        reason = "did not finish: " + ", ".join(flags)
+    elif test is None or result is None:
+        reason = "did not run" + (" (time limit)" if record.time_limit_hit else "")
+    elif kernel is not None and not agrees(kernel, result):  # flagged even if a hidden test then raised
+        flags.append(f"check-disagrees:{question.id}")
+        reason = "the in-kernel check report differs from the out-of-kernel comparison"
+    elif test.get("error"):
+        reason = f"the test cell raised {test['error']['ename']}: {test['error']['evalue']}"
+    elif kernel is None:
+        flags.append(f"check-missing:{question.id}")
+        reason = "the test cell printed no check report"
+    elif variants is not None and any(c.passed and not v.passed for c, v in zip(result.cases, variants.cases)):
+        flags.append(f"variant-failed:{question.id}")
+        reason = "passes published cases but fails fresh draws of them"
+    earned = result.earned if reason is None and result is not None else 0
+    return QuestionGrade(question.id, question.points, earned, flags, reason, kernel, result, variants), malformed
+
+
+def _labels(assembly) -> dict[str, str]:
+    return {f"c{cell.plan.index}": cell.plan.label for cell in assembly.cells if not cell.plan.checks}
+
+
+def _run_flags(record: RunRecord, assembly) -> list[str]:
+    """Flags from the run that belong to no question: tampering, forged reports, and time-outs,
+    memory errors and crashes in cells that are not test cells."""
+    labels = _labels(assembly)
+    flags = [flag for result in record.results.values() for flag in result.get("tampered", [])]
+    if record.forged:
+        flags.append("fake-results")
+    if record.time_limit_hit:
+        flags.append("time-limit")
+    flags += [f"timeout:{labels[unit]}" for unit in record.timed_out if unit in labels]
+    flags += [f"memory:{labels[unit]}" for unit in record.memory_killed if unit in labels]
+    for unit, result in record.results.items():
+        if unit in labels and (result.get("error") or {}).get("memory"):
+            flags.append(f"memory:{labels[unit]}")
+    for unit, _ in record.crashed:
+        if unit in labels:
+            flags.append(f"crashed:{labels[unit]}")
+        elif unit in ("startup", "between-units"):
+            flags.append("crashed")
+    return flags
+
+
+@dataclass
+class SubmissionGrade:
+    """One row of the grade table, and the details behind it."""
+
+    submission: str
+    path: str
+    questions: dict[str, QuestionGrade]
+    max_total: int
+    flags: list[str]
+    findings: list[Finding] = field(default_factory=list)
+    manual_answers: dict[str, str] = field(default_factory=dict)
+    attempts: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def total(self) -> float:
+        return round(sum(q.earned for q in self.questions.values()), 2)
+
+    def to_dict(self) -> dict:
+        return {
+            "submission": self.submission,
+            "path": self.path,
+            "scores": {qid: q.earned for qid, q in self.questions.items()},
+            "total": self.total,
+            "max_total": self.max_total,
+            "flags": self.flags,
+            "questions": {qid: q.to_dict() for qid, q in self.questions.items()},
+            "audit": [finding.to_dict() for finding in self.findings],
+            "manual_answers": self.manual_answers,
+            "attempts": self.attempts,
+            "seconds": round(self.seconds, 2),
+            "error": self.error,
+        }
+
+
+@dataclass
+class GradeReport:
+    solution: str
+    questions: list[Question]
+    submissions: list[SubmissionGrade]
+    limits: Limits
+    variants: bool
+    jobs: int
+    seconds: float
+
+    @property
+    def max_total(self) -> int:
+        return sum(question.points for question in self.questions)
+
+    def to_dict(self) -> dict:
+        return {
+            "solution": self.solution,
+            "questions": [{"id": q.id, "title": q.title, "points": q.points} for q in self.questions],
+            "max_total": self.max_total,
+            "limits": dataclasses.asdict(self.limits),
+            "fresh_draws": self.variants,
+            "jobs": self.jobs,
+            "seconds": round(self.seconds, 2),
+            "flag_help": FLAG_HELP,
+            "submissions": [s.to_dict() for s in self.submissions],
+        }
+
+
+def _zero(qp: QuestionPlan, reason: str) -> QuestionGrade:
+    return QuestionGrade(qp.question.id, qp.question.points, 0, [], reason, None, None, None)
+
+
+class _Grader:
+    def __init__(self, plan, question_plans, server, limits, workdir, sandboxes):
+        self.plan, self.question_plans, self.server, self.limits = plan, question_plans, server, limits
+        self.workdir, self.sandboxes = workdir, sandboxes
+        self.reference: dict[str, Reference] = {}
+
+    def run(self, notebook) -> tuple:
+        assembly = assemble(self.plan, notebook)
+        record = run_units(self.server, _units(assembly, self.question_plans), self.limits, self.workdir, self.sandboxes)
+        return assembly, record
+
+    def solution(self, path: Path) -> None:
+        """Grade the solution notebook against ``question.reference``; keep its outputs as the
+        reference for students. Raises :class:`GradingError` unless it earns full marks, flag-free."""
+        assembly, record = self.run(nbformat.read(path, as_version=4))
+        problems = [f"run: {flag}" for flag in _run_flags(record, assembly)]
+        for qp in self.question_plans:
+            grade, _ = _judge(qp, record, None)
+            if grade.earned != qp.question.points or grade.flags:
+                failing = [c for r in (grade.result, grade.variants) if r for c in r.cases if not c.passed]
+                details = [grade.reason or ""] + [f"case {c.name!r}: {c.message}" for c in failing[:1]]
+                words = [f"{qp.question.id}: {_number(grade.earned)}/{qp.question.points}", *grade.flags]
+                problems.append(" ".join(words) + " (" + "; ".join(d for d in details if d) + ")")
+                continue
+            outcomes, _ = _outcomes(qp, record)
+            n = len(qp.question.cases)
+            self.reference[qp.question.id] = Reference([o.values for o in outcomes[:n]], [o.values for o in outcomes[n:]])
+        if problems:
+            tail = f"\nits log ends:\n{record.log_tail}" if record.log_tail.strip() else ""
+            raise GradingError(f"{path} does not pass its own checks in the sandbox:\n  " + "\n  ".join(problems) + tail)
+
+    def _failed(self, name: str, path: Path, flag: str, reason: str) -> SubmissionGrade:
+        zeros = {qp.question.id: _zero(qp, reason) for qp in self.question_plans}
+        return SubmissionGrade(name, str(path), zeros, self.plan.max_total, [flag], error=reason)
+
+    def submission(self, name: str, path: Path) -> SubmissionGrade:
+        """Grade one submitted notebook; never raises (a failure is a flagged row of zeros)."""
+        try:
+            if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+                raise ValueError(f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
+            notebook = nbformat.read(path, as_version=4)
+            if not isinstance(notebook.cells, list):
+                raise ValueError("no list of cells")
+        except Exception as error:  # anything that is not a readable notebook
+            return self._failed(name, path, "unreadable", f"unreadable: {type(error).__name__}: {str(error)[:200]}")
+        try:
+            assembly, record = self.run(notebook)
+            student_cells = [(c.plan.label, c.source, self.plan.protected_before(c.plan.index)) for c in assembly.student_cells]
+            findings = audit(student_cells)
+            flags = assembly.flags + [finding.flag for finding in findings] + _run_flags(record, assembly)
+            grades = {}
+            for qp in self.question_plans:
+                grades[qp.question.id], malformed = _judge(qp, record, self.reference[qp.question.id])
+                flags += grades[qp.question.id].flags + (["fake-results"] if malformed else [])
+        except Exception as error:  # the grading machinery failed: one flagged row, not a lost class
+            return self._failed(name, path, "grader-error", f"grader error: {type(error).__name__}: {error}")
+        return SubmissionGrade(
+            name,
+            str(path),
+            grades,
+            self.plan.max_total,
+            sorted(set(flags)),
+            findings,
+            assembly.manual_answers,
+            record.attempts,
+            record.seconds,
+            record.log_tail if record.crashed else None,
+        )
+
+
+def grade(
+    solution: Path,
+    submissions: list[tuple[str, Path]],
+    *,
+    limits: Limits = Limits(),
+    jobs: int = 1,
+    variants: bool = True,
+    progress: bool = True,
+) -> GradeReport:
+    """Grade ``submissions`` (``(name, path)`` pairs) against the solution notebook.
+
+    Raises :class:`~seqcourse.grading.assemble.PlanError` for a solution notebook that cannot
+    drive grading and :class:`GradingError` when it does not earn full marks in the sandbox."""
+    from tqdm.std import tqdm
+
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    start = time.monotonic()
+    plan = load_plan(Path(solution))
+    question_plans = _question_plans(plan, variants)
+    private = tempfile.TemporaryDirectory(prefix="seqcourse-grade-", ignore_cleanup_errors=True)
+    sandboxes = tempfile.TemporaryDirectory(prefix="seqcourse-sandboxes-", ignore_cleanup_errors=True)
+    with private as workdir, sandboxes as sandbox_root:
+        with ForkServer(Path(workdir), preload=plan.imports) as server:
+            grader = _Grader(plan, question_plans, server, limits, Path(workdir), Path(sandbox_root))
+            if progress:
+                print(f"grading {len(submissions)} submissions against {solution} ...", file=sys.stderr)
+            grader.solution(Path(solution))
+            rows: dict[str, SubmissionGrade] = {}
+            bar = tqdm(total=len(submissions), desc="grading", unit="notebook", file=sys.stderr, disable=not progress)
+            pool = ThreadPoolExecutor(max_workers=jobs)
+            try:
+                futures = [pool.submit(grader.submission, name, Path(path)) for name, path in submissions]
+                for future in as_completed(futures):
+                    row = future.result()
+                    rows[row.submission] = row
+                    bar.set_postfix_str(f"{row.submission}: {row.total:g}/{row.max_total}", refresh=False)
+                    bar.update()
+            finally:  # on Ctrl-C, start nothing new; closing the server then kills what runs
+                pool.shutdown(wait=False, cancel_futures=True)
+                bar.close()
+    ordered = [rows[name] for name, _ in submissions]
+    return GradeReport(str(solution), plan.questions, ordered, limits, variants, jobs, time.monotonic() - start)
+
+
+def _number(x: float) -> str:
+    return f"{round(x, 2):g}"
+
+
+def write_csv(report: GradeReport, path: Path) -> None:
+    """One row per submission: ``submission``, one column per question id (in notebook order),
+    ``total``, ``max_total``, ``flags`` (space-separated, sorted)."""
+    ids = [question.id for question in report.questions]
+    with open(path, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["submission", *ids, "total", "max_total", "flags"])
+        for row in report.submissions:
+            scores = [_number(row.questions[qid].earned) for qid in ids]
+            writer.writerow([row.submission, *scores, _number(row.total), row.max_total, " ".join(row.flags)])
+
+
+def write_json(report: GradeReport, path: Path) -> None:
+    """Everything in the CSV, plus per question the in-kernel report, every case's verdict and
+    measured error, the fresh draws, the audit's findings, and the answers graded by hand."""
+    Path(path).write_text(json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def collect(paths: list[Path], solution: Path) -> list[tuple[str, Path]]:
+    """``(name, path)`` for every notebook in ``paths`` (folders searched recursively, skipping
+    ``.ipynb_checkpoints`` and the solution notebook). A notebook in a folder is named by its path
+    relative to that folder; one given directly, by the path as given."""
+    found: list[tuple[str, Path]] = []
+    solution = Path(solution).resolve()
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            for notebook in sorted(path.rglob("*.ipynb")):
+                if ".ipynb_checkpoints" not in notebook.parts and notebook.resolve() != solution:
+                    found.append((notebook.relative_to(path).as_posix(), notebook))
+        elif path.is_file():
+            found.append((str(path), path))
+        else:
+            raise FileNotFoundError(f"{path}: no such notebook or folder")
+    names = [name for name, _ in found]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"two submissions have the same name: {', '.join(duplicates)}; pass their folders instead")
+    return found
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m seqcourse grade",
+        description="Grade submitted notebooks in sandboxed processes; write a CSV and a JSON grade table.",
+        epilog="flags in the grade table:\n" + "\n".join(f"  {k:<26}{v}" for k, v in FLAG_HELP.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("solution", type=Path, help="the instructor's notebook (solutions/NN_name.ipynb)")
+    parser.add_argument("submissions", type=Path, nargs="+", help="submitted notebooks, or folders of them")
+    parser.add_argument("--out", type=Path, default=Path("grades.csv"), help="CSV to write (default grades.csv)")
+    parser.add_argument("--json", type=Path, help="JSON to write (default: --out with .json)")
+    parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    parser.add_argument("--cell-timeout", type=float, default=60.0, help="seconds per cell (default 60)")
+    parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per submission in all (default 600)")
+    parser.add_argument("--memory-mb", type=int, default=2048, help="address-space cap per submission in MB (default 2048)")
+    parser.add_argument("--no-variants", action="store_true", help="do not check fresh draws of each case")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        grace = min(5.0, args.cell_timeout)  # after an interrupt, before the kill
+        limits = Limits(cell_timeout=args.cell_timeout, time_limit=args.time_limit, memory_mb=args.memory_mb, grace=grace)
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+        submissions = collect(args.submissions, args.solution)
+        if not submissions:
+            raise ValueError("no submitted notebooks found")
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
+    previous = signal.signal(signal.SIGTERM, _terminate)  # clean up (kill the sandboxes) when terminated
+    try:
+        report = grade(args.solution, submissions, limits=limits, jobs=args.jobs, variants=not args.no_variants, progress=not args.quiet)
+    except (PlanError, GradingError, ServerError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    json_path = args.json or args.out.with_suffix(".json")
+    write_csv(report, args.out)
+    write_json(report, json_path)
+    flagged = sum(bool(row.flags) for row in report.submissions)
+    print(
+        f"graded {len(report.submissions)} submissions in {report.seconds:.1f} s (jobs={args.jobs}); "
+        f"{flagged} flagged; wrote {args.out} and {json_path}"
+    )
+    return 0

@@ -1,0 +1,573 @@
+"""Batch grading (``python -m seqcourse grade``) against attacks on the Recurrence exercises.
+
+Every submission below starts from the released exercise, exercises/01_recurrence.ipynb, as a
+student would, and fills its solution cells. One grading run (the CLI, two jobs, small limits)
+grades them all; the honest one earns full marks with no flags, and each attack earns 0 on the
+question it attacks, with exactly the flags that name what it did. Then the pieces are tested on
+their own: the static audit's rules, assembling a notebook, the in-kernel report parser, the
+decoding of raw outputs, the sandbox's limits, and the CSV/JSON format."""
+import csv
+import json
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from seqcourse.grading import check, get_question, run_student, score
+from seqcourse.grading.assemble import PlanError, assemble, load_plan
+from seqcourse.grading.audit import audit
+from seqcourse.grading.batch import GradingError, agrees, collect, decode_outcome, grade, main, parse_report
+from seqcourse.grading.check import StudentOutcome
+from seqcourse.grading.sandbox import ForkServer, Limits, Unit, run_units
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTION = ROOT / "solutions" / "01_recurrence.ipynb"
+EXERCISE = ROOT / "exercises" / "01_recurrence.ipynb"
+QUESTIONS = ("rnn-step", "rnn-unroll", "rnn-bptt")
+
+# ---- what students write ---------------------------------------------------------------------
+
+STEP = """
+def rnn_step(x_t, h_prev, W_x, W_h, b):
+    return torch.tanh(x_t @ W_x.T + h_prev @ W_h.T + b)
+"""
+UNROLL = """
+def rnn_unroll(x, h0, W_x, W_h, b):
+    h, states = h0, []
+    for t in range(x.shape[1]):
+        h = rnn_step(x[:, t], h, W_x, W_h, b)
+        states.append(h)
+    return torch.stack(states, dim=1)
+"""
+BPTT = """
+def rnn_bptt(x, h0, W_x, W_h, b, target):
+    hs = rnn_unroll(x, h0, W_x, W_h, b)
+    before = torch.cat([h0[:, None], hs[:, :-1]], dim=1)
+    g_x, g_h, carry = torch.zeros_like(W_x), torch.zeros_like(W_h), torch.zeros_like(h0)
+    for t in range(x.shape[1] - 1, -1, -1):
+        dz = (hs[:, t] - target[:, t] + carry) * (1 - hs[:, t] ** 2)
+        g_x += dz.T @ x[:, t]
+        g_h += dz.T @ before[:, t]
+        carry = dz @ W_h
+    return g_x, g_h
+"""
+WRONG_STEP = """
+def rnn_step(x_t, h_prev, W_x, W_h, b):
+    return -torch.tanh(x_t @ W_x.T + h_prev @ W_h.T + b)
+"""
+NO_BIAS_STEP = """
+def rnn_step(x_t, h_prev, W_x, W_h, b):
+    return torch.tanh(x_t @ W_x.T + h_prev @ W_h.T)
+"""
+ZERO_BPTT = """
+def rnn_bptt(x, h0, W_x, W_h, b, target):
+    return torch.zeros_like(W_x), torch.zeros_like(W_h)
+"""
+SWALLOWING_LOOP = """
+import time
+
+def rnn_unroll(x, h0, W_x, W_h, b):
+    while True:  # an interrupt lands in the try and is swallowed: only a kill stops this
+        try:
+            time.sleep(0.05)
+        except BaseException:
+            pass
+"""
+PLAIN_LOOP = """
+def rnn_bptt(x, h0, W_x, W_h, b, target):
+    while True:
+        pass
+"""
+MEMORY_HOG = """
+def rnn_step(x_t, h_prev, W_x, W_h, b):
+    blocks = []
+    while True:
+        blocks.append(torch.empty(2**26))  # 256 MB a block, until the cap says no
+"""
+MONKEYPATCH = """
+import numpy as np
+
+np.allclose = lambda *args, **kwargs: True
+torch.allclose = lambda *args, **kwargs: True
+np.abs = lambda a: 0 * a  # what check() measures the error with, inside the kernel
+""" + WRONG_STEP
+INPUT_TRANSFORMER = """
+def rnn_step(x_t, h_prev, W_x, W_h, b):
+    return torch.zeros(x_t.shape[0], W_h.shape[0])
+
+get_ipython().input_transformers_cleanup.append(lambda lines: [])  # every later cell runs empty
+"""
+FAKE_RESULTS = """
+import json, os
+
+def rnn_step(x_t, h_prev, W_x, W_h, b):
+    return torch.zeros(x_t.shape[0], W_h.shape[0])
+
+fake = {"nonce": "0" * 32, "event": "end", "unit": "r:rnn-step", "error": None, "tampered": [],
+        "outcomes": [{"values": {"h_t": {"shape": [1, 2], "data": "AAAAAAAA8D8AAAAAAADwPw=="}}}] * 8}
+for name in ("results.json", "rnn-step.npy", os.path.expanduser("~/grades.json")):
+    with open(name, "w") as stream:
+        json.dump(fake, stream)
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        os.write(int(fd), (json.dumps(fake) + "\\n").encode())
+    except OSError:
+        pass
+"""
+
+
+def passing_report(question_id):
+    """The report check() prints for full marks, as a student can copy it from their notebook."""
+    q = get_question(question_id)
+    n = len(q.cases)
+    lines = [f"{q.id}: {q.title}", *(f"  case {i} passed: {c.name}" for i, c in enumerate(q.cases, 1))]
+    return "\n".join(lines + [f"{n}/{n} cases passed — {q.points}/{q.points} points"])
+
+
+def redefined_check():
+    reports = {qid: passing_report(qid) for qid in QUESTIONS}
+    return WRONG_STEP + f"""
+REPORTS = {reports!r}
+
+def check(question_id, function, **options):
+    print(REPORTS[question_id])
+"""
+
+
+def hard_coded_step():
+    """Answers looked up from the published cases' expected outputs (which check() returns)."""
+    question = get_question("rnn-step")
+    table = {}
+    for case in question.cases:
+        inputs = case.inputs()
+        key = round(float(sum(value.sum() for value in inputs.values())), 5)
+        table[key] = question.reference(*inputs.values()).tolist()
+    return f"""
+TABLE = {table!r}
+
+def rnn_step(x_t, h_prev, W_x, W_h, b):
+    key = round(float(x_t.sum() + h_prev.sum() + W_x.sum() + W_h.sum() + b.sum()), 5)
+    return torch.tensor(TABLE[key]) if key in TABLE else torch.zeros(x_t.shape[0], W_h.shape[0])
+"""
+
+
+def edit_locked_cells(nb):
+    """Replace the rnn-step check by a printed pass, and delete a locked Markdown cell."""
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "rnn-step":
+            cell.source = f"print({passing_report('rnn-step')!r})"
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "memory-question"]
+
+
+# name: ({solution grade_id: code}, edit, (scores), {flags})
+SUBMISSIONS = {
+    "honest": ({"rnn-step-solution": STEP, "rnn-unroll-solution": UNROLL, "rnn-bptt-solution": BPTT}, None, (2, 3, 4), set()),
+    "wrong": ({"rnn-step-solution": WRONG_STEP, "rnn-unroll-solution": UNROLL, "rnn-bptt-solution": ZERO_BPTT}, None, (0, 0, 0), set()),
+    "partial": (
+        {"rnn-step-solution": NO_BIAS_STEP, "rnn-unroll-solution": UNROLL, "rnn-bptt-solution": BPTT},
+        None,
+        (1, 1, 1),  # the worked-example cases have b = 0, so they pass; the others fail
+        set(),
+    ),
+    "unattempted": ({}, None, (0, 0, 0), set()),
+    "infinite-loop": (
+        {"rnn-step-solution": STEP, "rnn-unroll-solution": SWALLOWING_LOOP, "rnn-bptt-solution": PLAIN_LOOP},
+        None,
+        (2, 0, 0),
+        {"timeout:rnn-unroll", "timeout:rnn-bptt"},
+    ),
+    "memory-hog": ({"rnn-step-solution": MEMORY_HOG}, None, (0, 0, 0), {"memory:rnn-step"}),
+    "monkeypatch": (
+        {"rnn-step-solution": MONKEYPATCH},
+        None,
+        (0, 0, 0),
+        {"suspicious:monkeypatch", "tampered:numpy.abs", "tampered:numpy.allclose", "tampered:torch.allclose",
+         "check-disagrees:rnn-step"},
+    ),
+    "redefined-check": (
+        {"rnn-step-solution": redefined_check()},
+        None,
+        (0, 0, 0),
+        {"suspicious:redefines:check", "tampered:check", *(f"check-disagrees:{q}" for q in QUESTIONS)},
+    ),
+    "input-transformer": (
+        {"rnn-step-solution": INPUT_TRANSFORMER, "rnn-unroll-solution": UNROLL, "rnn-bptt-solution": BPTT},
+        None,
+        (0, 0, 0),
+        {"suspicious:input-transformer", "tampered:input-transformers", *(f"check-missing:{q}" for q in QUESTIONS)},
+    ),
+    "edited-locked-cell": (
+        {"rnn-unroll-solution": STEP + UNROLL},
+        edit_locked_cells,
+        (0, 3, 0),
+        {"locked-cell-edited:rnn-step", "locked-cell-deleted:memory-question"},
+    ),
+    "fake-results": ({"rnn-step-solution": FAKE_RESULTS}, None, (0, 0, 0), {"fake-results", "suspicious:file-access"}),
+    "hard-coded": ({"rnn-step-solution": hard_coded_step()}, None, (0, 0, 0), {"variant-failed:rnn-step"}),
+}
+
+
+def make_submission(path, solutions, edit=None):
+    nb = nbformat.read(EXERCISE, as_version=4)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in solutions:
+            cell.source = textwrap.dedent(solutions[grade_id]).strip()
+    if edit is not None:
+        edit(nb)
+    nbformat.write(nb, path)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("submitted")
+    for name, (solutions, edit, _, _) in SUBMISSIONS.items():
+        make_submission(folder / f"{name}.ipynb", solutions, edit)
+    (folder / "unreadable.ipynb").write_text("{ this is not a notebook")
+    out = folder.parent / "grades.csv"
+    args = [str(SOLUTION), str(folder), "--out", str(out), "--jobs", "2", "--cell-timeout", "4"]
+    args += ["--time-limit", "120", "--memory-mb", "1500", "--quiet"]
+    assert main(args) == 0
+    with open(out, newline="") as stream:
+        table = list(csv.reader(stream))
+    data = json.loads(out.with_suffix(".json").read_text())
+    return table, data
+
+
+def rows(table):
+    header, *body = table
+    return {row[0].removesuffix(".ipynb"): dict(zip(header, row)) for row in body}
+
+
+@pytest.mark.parametrize("name", SUBMISSIONS)
+def test_each_submission_gets_exactly_its_scores_and_flags(graded, name):
+    table, _ = graded
+    row = rows(table)[name]
+    scores, flags = SUBMISSIONS[name][2], SUBMISSIONS[name][3]
+    assert tuple(float(row[q]) for q in QUESTIONS) == scores
+    assert float(row["total"]) == sum(scores) and row["max_total"] == "9"
+    assert set(row["flags"].split()) == flags
+
+
+def test_an_unreadable_notebook_scores_zero_and_is_flagged(graded):
+    table, data = graded
+    assert rows(table)["unreadable"]["flags"] == "unreadable"
+    assert rows(table)["unreadable"]["total"] == "0"
+    entry = next(s for s in data["submissions"] if s["submission"] == "unreadable.ipynb")
+    assert entry["error"].startswith("unreadable:")
+
+
+def test_csv_has_one_column_per_question_then_total_max_and_flags(graded):
+    table, _ = graded
+    assert table[0] == ["submission", *QUESTIONS, "total", "max_total", "flags"]
+    assert sorted(row[0] for row in table[1:]) == sorted([f"{n}.ipynb" for n in SUBMISSIONS] + ["unreadable.ipynb"])
+
+
+def test_json_holds_the_table_and_the_evidence_per_case(graded):
+    _, data = graded
+    assert [q["id"] for q in data["questions"]] == list(QUESTIONS) and data["max_total"] == 9
+    assert data["limits"]["cell_timeout"] == 4 and data["limits"]["memory_mb"] == 1500 and data["fresh_draws"]
+    by_name = {s["submission"].removesuffix(".ipynb"): s for s in data["submissions"]}
+    honest = by_name["honest"]
+    assert honest["scores"] == {"rnn-step": 2, "rnn-unroll": 3, "rnn-bptt": 4} and honest["flags"] == []
+    step = honest["questions"]["rnn-step"]
+    assert step["in_kernel"] == {"attempted": True, "passed": [True] * 4, "earned": 2.0}
+    assert all(case["passed"] and case["max_abs_error"] < 1e-6 for case in step["out_of_kernel"]["cases"])
+    assert len(step["fresh_draws"]) == 4 and all(case["passed"] for case in step["fresh_draws"])
+    # The monkeypatched kernel claimed a pass; the comparison outside it measured the sign error.
+    patched = by_name["monkeypatch"]["questions"]["rnn-step"]
+    assert patched["in_kernel"]["passed"] == [True] * 4
+    assert not any(case["passed"] for case in patched["out_of_kernel"]["cases"])
+    assert patched["reason"] == "the in-kernel check report differs from the out-of-kernel comparison"
+    assert any(f["flag"] == "suspicious:monkeypatch" and f["code"].startswith("np.allclose") for f in by_name["monkeypatch"]["audit"])
+    # The hard-coded answers pass the published cases and fail the fresh draws of the random ones.
+    coded = by_name["hard-coded"]["questions"]["rnn-step"]
+    assert [c["passed"] for c in coded["out_of_kernel"]["cases"]] == [True] * 4
+    assert [c["passed"] for c in coded["fresh_draws"]] == [True, True, False, False]
+    # Timeouts are said per question; the loop that swallowed the interrupt needed a replay.
+    looping = by_name["infinite-loop"]
+    assert looping["questions"]["rnn-unroll"]["reason"] == "did not finish: timeout:rnn-unroll"
+    assert looping["attempts"] == 3
+    assert by_name["partial"]["questions"]["rnn-step"]["in_kernel"]["passed"] == [True, True, False, False]
+    assert by_name["unattempted"]["manual_answers"] == {"memory-answer": "YOUR ANSWER HERE"}
+
+
+# ---- the solution notebook is graded first and must pass ------------------------------------
+
+
+def test_a_solution_notebook_that_fails_in_the_sandbox_stops_grading(tmp_path):
+    nb = nbformat.read(SOLUTION, as_version=4)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "rnn-step-solution":
+            cell.source = cell.source.replace("return torch.tanh(pre_activation)", "return -torch.tanh(pre_activation)")
+    broken = tmp_path / "solution.ipynb"
+    nbformat.write(nb, broken)
+    make_submission(tmp_path / "student.ipynb", {})
+    with pytest.raises(GradingError, match=r"does not pass its own checks in the sandbox:\n  rnn-step: 0/2 \(case 'worked example, step 1"):
+        grade(broken, [("student", tmp_path / "student.ipynb")], limits=Limits(cell_timeout=10, time_limit=60), progress=False)
+
+
+def test_a_notebook_without_solutions_or_checks_cannot_drive_grading(tmp_path, capsys):
+    with pytest.raises(PlanError, match="needs a '### BEGIN SOLUTION'"):
+        load_plan(EXERCISE)
+    nb = nbformat.read(SOLUTION, as_version=4)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "rnn-step":
+            cell.metadata["nbgrader"]["points"] = 5
+    nbformat.write(nb, tmp_path / "points.ipynb")
+    with pytest.raises(PlanError, match=r"'rnn-step'\): the cell has points 5 but its checks are worth 2"):
+        load_plan(tmp_path / "points.ipynb")
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "rnn-step":
+            cell.metadata["nbgrader"]["points"] = 2
+            cell.source = "assert rnn_step is not None"
+    nbformat.write(nb, tmp_path / "assert.ipynb")
+    with pytest.raises(PlanError, match="needs a check"):
+        load_plan(tmp_path / "assert.ipynb")
+    make_submission(tmp_path / "student.ipynb", {})
+    assert main([str(tmp_path / "assert.ipynb"), str(tmp_path / "student.ipynb"), "--out", str(tmp_path / "g.csv")]) == 1
+    assert "needs a check" in capsys.readouterr().err
+    assert not (tmp_path / "g.csv").exists()
+
+
+# ---- assembling: only the student's solution cells run ---------------------------------------
+
+
+def test_assembly_takes_solution_cells_by_grade_id_and_everything_else_from_the_instructor():
+    plan = load_plan(SOLUTION)
+    nb = nbformat.read(EXERCISE, as_version=4)
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade_id") == "rnn-step-solution":
+            cell.source = "def rnn_step(*args):\n    return 1"
+        if meta.get("grade_id") == "rnn-unroll":  # a student who marks a test cell as theirs
+            meta["solution"], meta["locked"] = True, False
+    nb.cells.insert(3, nbformat.v4.new_code_cell("print('scratch')"))
+    nb.cells.insert(3, nbformat.v4.new_code_cell("   "))
+    nb.cells.append(nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade_id": "rnn-step-solution"}}))
+    assembly = assemble(plan, nb)
+    sources = {cell.plan.label: cell.source for cell in assembly.cells}
+    assert sources["rnn-step-solution"] == "def rnn_step(*args):\n    return 1"
+    assert "### BEGIN HIDDEN TESTS" in sources["rnn-unroll"]  # the instructor's copy, hidden tests included
+    assert [cell.plan.label for cell in assembly.student_cells] == [f"{q}-solution" for q in QUESTIONS]
+    assert "print('scratch')" not in sources.values()
+    assert sorted(assembly.flags) == ["duplicate-grade-id:rnn-step-solution", "extra-cells-ignored:1"]
+
+
+def test_assembly_flags_edited_and_deleted_locked_cells_and_missing_solutions():
+    plan = load_plan(SOLUTION)
+    nb = nbformat.read(EXERCISE, as_version=4)
+    edit_locked_cells(nb)
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "rnn-bptt-solution"]
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "setup":
+            cell.source += "\n"  # trailing whitespace is not an edit
+    assembly = assemble(plan, nb)
+    expected = ["locked-cell-deleted:memory-question", "locked-cell-edited:rnn-step", "solution-cell-missing:rnn-bptt-solution"]
+    assert sorted(assembly.flags) == expected
+    bptt = next(cell for cell in assembly.cells if cell.plan.label == "rnn-bptt-solution")
+    assert bptt.source.endswith("raise NotImplementedError()")  # the released stub runs instead
+    assert next(c for c in assembly.cells if c.plan.label == "rnn-step").source == 'check("rnn-step", rnn_step)'
+
+
+# ---- the static audit ------------------------------------------------------------------------
+
+PROTECTED = {"torch": "torch", "check": "seqcourse.grading.check", "all": "builtins.all", "zip": "builtins.zip"}
+AUDIT_CASES = {
+    "honest": (STEP + UNROLL + BPTT, set()),
+    "re-importing what the setup imported": ("import torch\nfrom seqcourse.grading import check\n" + STEP, set()),
+    "magics that only time or plot": ("%matplotlib inline\n%time y = 1\n" + STEP, set()),
+    "numpy attribute": ("import numpy as np\nnp.allclose = lambda *a, **k: True", {"monkeypatch"}),
+    "aliased module": ("import numpy as xx\nxx.testing.assert_allclose = print", {"monkeypatch"}),
+    "torch class attribute": ("torch.Tensor.__eq__ = lambda a, b: True", {"monkeypatch"}),
+    "setattr on a module": ("setattr(torch, 'allclose', lambda *a: True)", {"monkeypatch"}),
+    "os.environ": ("import os\nos.environ['SEQCOURSE_STRICT'] = '0'", {"monkeypatch"}),
+    "check redefined": ("def check(*args):\n    print('passed')", {"redefines:check"}),
+    "check rebound through global": ("def f():\n    global check\n    check = print", {"redefines:check"}),
+    "torch replaced": ("import numpy as torch", {"redefines:torch"}),
+    "builtin the hidden tests use": ("all = lambda items: True", {"redefines:all"}),
+    "input transformer": ("get_ipython().input_transformers_cleanup.append(lambda lines: [])", {"input-transformer"}),
+    "ast transformer by name": ("ip = get_ipython()\ngetattr(ip, 'ast_transformers').append(None)", {"input-transformer", "ipython"}),
+    "ipython events": ("get_ipython().events.register('post_run_cell', print)", {"ipython"}),
+    "cell magic body is audited": ("%%capture\nexec('x = 1')", {"exec"}),
+    "shell escape": ("!rm -rf results", {"process"}),
+    "exec": ("exec('rnn_step = None')", {"exec"}),
+    "importlib": ("import importlib\nm = importlib.import_module('numpy')", {"exec"}),
+    "__import__": ("np = __import__('numpy')", {"exec"}),
+    "frames": ("import sys\nsys._getframe(1).f_globals['check'] = print", {"introspection"}),
+    "globals": ("globals()['check'] = print", {"introspection"}),
+    "gc": ("import gc\ngc.get_objects()", {"introspection"}),
+    "sys.modules": ("import sys\nsys.modules['numpy'] = None", {"introspection", "monkeypatch"}),
+    "subprocess": ("import subprocess\nsubprocess.run(['ls'])", {"process"}),
+    "kill": ("import os\nos.kill(os.getppid(), 9)", {"process"}),
+    "threads": ("import threading", {"process"}),
+    "open": ("with open('results.json', 'w') as f:\n    f.write('{}')", {"file-access"}),
+    "numpy save": ("import numpy as np\nnp.save('out.npy', np.zeros(2))", {"file-access"}),
+    "grading registry": ("from seqcourse.grading.questions.recurrence import _step_reference", {"grading-internals"}),
+    "expected outputs": ("r = check('rnn-step', rnn_step)\nT = r.cases[0].expected", {"grading-internals"}),
+    "grading module by string": ("m = 'seqcourse.grading.registry'", {"grading-internals"}),
+}
+
+
+@pytest.mark.parametrize("name", AUDIT_CASES)
+def test_audit_rule(name):
+    source, rules = AUDIT_CASES[name]
+    findings = audit([("rnn-step-solution", source, PROTECTED)])
+    assert {finding.rule for finding in findings} == rules
+    assert all(finding.cell == "rnn-step-solution" and finding.flag == f"suspicious:{finding.rule}" for finding in findings)
+
+
+def test_audit_reports_the_line_and_code_of_each_finding_across_cells():
+    findings = audit([("a", "import numpy as np\n\nx = 1", {}), ("b", "y = 2\nnp.abs = abs", {})])
+    assert [(f.cell, f.line, f.code, f.rule) for f in findings] == [("b", 2, "np.abs = abs", "monkeypatch")]
+
+
+def test_the_plan_protects_what_instructor_cells_define_before_a_solution_cell():
+    plan = load_plan(SOLUTION)
+    step_cell = next(cell for cell in plan.cells if cell.label == "rnn-step-solution")
+    protected = plan.protected_before(step_cell.index)
+    assert protected["torch"] == "torch" and protected["check"] == "seqcourse.grading.check"
+    assert protected["all"] == "builtins.all"  # read by the hidden tests
+    assert "W_h" not in protected  # bound by an instructor cell after the solutions
+    assert set(plan.imports) >= {"torch", "seqcourse.grading"}
+
+
+# ---- the in-kernel report and the raw outputs ------------------------------------------------
+
+
+def test_parse_report_reads_what_check_prints(capsys):
+    question = get_question("rnn-step")
+    for function, passed in (
+        (lambda x_t, h, W_x, W_h, b: __import__("torch").tanh(x_t @ W_x.T + h @ W_h.T + b), (True,) * 4),
+        (lambda x_t, h, W_x, W_h, b: __import__("torch").tanh(x_t @ W_x.T + h @ W_h.T), (True, True, False, False)),
+    ):
+        result = check("rnn-step", function)
+        report = parse_report("noise\n" + capsys.readouterr().out + "more noise\n", question)
+        assert report.passed == passed and report.earned == result.earned and agrees(report, result)
+
+    def stub(*args):
+        raise NotImplementedError
+
+    result = check("rnn-step", stub)
+    report = parse_report(capsys.readouterr().out, question)
+    assert not report.attempted and agrees(report, result)
+    truncated = "\n".join(passing_report("rnn-step").splitlines()[:-1])
+    assert parse_report(truncated, question) is None
+    assert parse_report(passing_report("rnn-step").replace("case 4", "case 5"), question) is None
+    assert not agrees(parse_report(passing_report("rnn-step"), question), score(question, run_student(question, stub)))
+
+
+def test_raw_outputs_are_float64_bytes_and_anything_else_is_refused():
+    import base64
+    import pickle
+
+    def encoded(array):
+        return {"shape": list(array.shape), "data": base64.b64encode(np.asarray(array, "<f8").tobytes()).decode()}
+
+    good = decode_outcome({"values": {"h_t": encoded(np.arange(6.0).reshape(2, 3))}}, ("h_t",))
+    np.testing.assert_array_equal(good.values["h_t"], np.arange(6.0).reshape(2, 3))
+    assert good.values["h_t"].dtype == np.float64 and good.values["h_t"].flags.writeable
+    assert decode_outcome({"not_implemented": True}, ("h_t",)).not_implemented
+    assert decode_outcome({"error": "raised ValueError"}, ("h_t",)).error == "raised ValueError"
+    pickled = base64.b64encode(pickle.dumps(np.zeros(2))).decode()
+    for bad in (
+        {"values": {"h_t": {"shape": [2], "data": pickled}}},  # a pickle is just bytes of the wrong length
+        {"values": {"h_t": {"shape": [3], "data": encoded(np.zeros(2))["data"]}}},
+        {"values": {"h_t": {"shape": [-1], "data": ""}}},
+        {"values": {"h_t": {"shape": [10**9], "data": ""}}},
+        {"values": {"other": encoded(np.zeros(2))}},
+        {"values": {"h_t": {"shape": [2], "data": "not base64!"}}},
+        ["a list"],
+    ):
+        assert decode_outcome(bad, ("h_t",)) is None
+
+
+def test_score_can_compare_with_reference_outputs_computed_elsewhere():
+    question = get_question("rnn-step")
+    outcomes = [StudentOutcome(values={"h_t": np.zeros((1, 2))})] + [StudentOutcome(not_implemented=True)] * 3
+    expected = [{"h_t": np.zeros((1, 2))}] * 4
+    result = score(question, outcomes, expected=expected)
+    assert [case.passed for case in result.cases] == [True, False, False, False]
+    assert score(question, outcomes).cases[0].passed is False  # the real reference is not zero
+    with pytest.raises(ValueError, match="4 cases, got 3 expected outputs"):
+        score(question, outcomes, expected=expected[:3])
+
+
+def test_collect_names_submissions_by_path_and_rejects_duplicates(tmp_path):
+    for student in ("ann", "bob"):
+        (tmp_path / "in" / student).mkdir(parents=True)
+        (tmp_path / "in" / student / "01_recurrence.ipynb").write_text("{}")
+    (tmp_path / "in" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "in" / ".ipynb_checkpoints" / "x.ipynb").write_text("{}")
+    names = [name for name, _ in collect([tmp_path / "in"], SOLUTION)]
+    assert names == ["ann/01_recurrence.ipynb", "bob/01_recurrence.ipynb"]
+    with pytest.raises(ValueError, match="same name"):
+        collect([tmp_path / "in", tmp_path / "in"], SOLUTION)
+    with pytest.raises(FileNotFoundError):
+        collect([tmp_path / "missing"], SOLUTION)
+
+
+# ---- the sandbox on its own ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    os.environ["SEQCOURSE_TEST_SECRET"] = "grader-only"
+    try:
+        with ForkServer(tmp_path_factory.mktemp("server")) as fork_server:
+            yield fork_server
+    finally:
+        del os.environ["SEQCOURSE_TEST_SECRET"]
+
+
+def cells(*sources):
+    return [Unit(f"c{i}", "cell", {"source": source, "protect": []}) for i, source in enumerate(sources)]
+
+
+def test_a_submission_runs_alone_in_an_empty_folder_without_the_graders_environment(server, tmp_path):
+    probe = textwrap.dedent(
+        """
+        import os, resource
+        print([name for name in os.listdir(".") if name != ".ipython"], os.getcwd() == os.environ["HOME"] == os.environ["TMPDIR"])
+        print("SEQCOURSE_TEST_SECRET" in os.environ, os.getpgid(0) == os.getpid(), resource.getrlimit(resource.RLIMIT_AS)[0] >> 20)
+        print(sorted(int(fd) for fd in os.listdir("/proc/self/fd"))[:3])
+        import ctypes
+        print("dumpable:", ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))  # PR_GET_DUMPABLE
+        """
+    )
+    record = run_units(server, cells(probe), Limits(memory_mb=1500), tmp_path)
+    lines = record.results["c0"]["stdout"].splitlines()
+    assert lines[:2] == ["[] True", "False True 1500"]
+    assert lines[2] == "[0, 1, 2]"  # stdin is /dev/null, stdout/stderr a log: no fd of the grader's but the result pipe
+    assert lines[3] == "dumpable: 0"  # other processes of the same user cannot read its memory or fds
+
+
+def test_a_crash_is_recorded_and_the_rest_replayed_and_a_killed_group_leaves_nothing_behind(server, tmp_path):
+    record = run_units(
+        server,
+        cells(
+            "import os, subprocess\nchild = subprocess.Popen(['sleep', '60'])\nprint(child.pid)",
+            "os._exit(3)",
+            "print('after')",
+        ),
+        Limits(),
+        tmp_path,
+    )
+    assert record.crashed == [("c1", 3)] and record.attempts == 2
+    assert record.results["c2"]["stdout"] == "after\n"
+    orphan = int(record.results["c0"]["stdout"])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and Path(f"/proc/{orphan}").exists() and "Z" not in Path(f"/proc/{orphan}/stat").read_text().split()[2]:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{orphan}").exists() or Path(f"/proc/{orphan}/stat").read_text().split()[2] == "Z"
+
+
+def test_the_total_time_limit_stops_a_submission_and_output_is_capped(server, tmp_path):
+    limits = Limits(cell_timeout=5, time_limit=2.5, output_limit=1000)
+    record = run_units(server, cells("print('x' * 5000)", "import time\ntime.sleep(1.5)", "time.sleep(1.5)", "print('never')"), limits, tmp_path)
+    assert record.time_limit_hit and "c3" not in record.results and record.timed_out == []
+    assert record.results["c0"]["stdout"] == "x" * 1000 + "\n[4001 more characters not kept]"
