@@ -16,11 +16,13 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 ## Build the rendered book from the notebooks' stored outputs into _build/html (warnings are errors).
+## The first build on a machine fetches MathJax and the widget scripts with npm (book/_ext/offline_assets.py).
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W --keep-going
 	@echo "Book built: open $(CURDIR)/_build/html/index.html"
 
-## The whole test suite: unit tests, grading tests, nbval over book/ solutions/ exercises/, book build.
+## The whole test suite: unit tests, grading tests, nbval over book/ solutions/ exercises/, book build,
+## and every page of the built book opened in Chromium (tests/test_browser.py).
 test: $(STAMP)
 	$(PY) -m pytest
 
@@ -28,9 +30,11 @@ test: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab
 
-## Execute every book notebook and print wall time and peak memory per notebook.
+## Execute every book notebook and print wall time and peak memory per notebook; exits 1 if one
+## fails or exceeds quick mode's budget (30 s, 1536 MB: a chapter must fit Binder's 2 GB).
+## BENCH_ARGS passes options, e.g. BENCH_ARGS="--budget-seconds 600" (CI checks memory only).
 bench: $(STAMP)
-	$(PY) -m seqcourse bench
+	$(PY) -m seqcourse bench $(BENCH_ARGS)
 
 ## Regenerate the student notebooks in exercises/ from solutions/.
 exercises: $(STAMP)

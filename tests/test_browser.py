@@ -1,0 +1,464 @@
+"""The rendered book, read the way a reader reads it: every page opened in a real browser.
+
+The book is built once per session (the ``built_book`` fixture in conftest.py, with the command
+``make book`` runs), served from a local port, and every HTML page the build produced is opened in
+headless Chromium (Debian's ``chromium`` driven by playwright; no browser download). Every request
+that would leave the machine is blocked and recorded. For each page the checker reports:
+
+- ``page error`` / ``console error``: an uncaught exception or a console error (those caused by
+  a blocked outside request are reported once, as ``outside request``);
+- ``missing file``: a local request answered with an HTTP error (a script, style, font ...);
+- ``MathJax``: a page with math whose MathJax did not start, or a MathJax other than version 3;
+- ``untypeset math`` / ``math error`` / ``raw TeX``: a math element MathJax left alone, TeX that
+  MathJax could not typeset, or TeX delimiters (``\\(``, ``$$``, ``$x_t$`` ...) left in the text
+  outside code;
+- ``broken image``: an image that did not load;
+- ``broken link``: a link inside the site to a missing file or a missing ``#anchor``;
+- ``outside request``: any request to another host;
+- ``widget``: a stored widget view that did not render, or rendered as an error.
+
+It also saves the first screen of every page built from ``book/`` as
+``_build/browser/<page>.png`` (``_build/`` is ignored by git).
+``test_the_checker_catches_each_kind_of_fault`` runs the same checker on small synthetic pages,
+one per fault, so a checker that stopped seeing a fault fails too.
+
+Needs Chromium at /usr/bin/chromium: ``sudo apt-get install -y chromium`` (README, set-up).
+Without it these tests fail, with that message; they never skip.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import functools
+import html.parser
+import http.server
+import json
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+SCREENSHOTS = ROOT / "_build" / "browser"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+INSTALL_HINT = ("Install it with `sudo apt-get install -y chromium` (the README's set-up; .ci/run does it "
+                "in CI). The browser test needs it and does not skip.")
+NOT_PAGES = ("_static", "_sources", "_images")  # asset folders of a Sphinx build
+_REDIRECT = re.compile(r'<meta\s+http-equiv="refresh"\s+content="\d+;\s*url=([^"]+)"', re.IGNORECASE)
+WAIT_MS = 20_000
+
+# --- In the page: what the checker asks the browser. -------------------------------------------
+
+# MathJax: a page with math loads it (deferred, so it has run by the load event); wait for its
+# first typesetting pass. Returns null on a page without MathJax.
+_MATHJAX = """async (waitMs) => {
+  if (!document.querySelector('script[src*="mathjax"]')) return null;
+  const mj = window.MathJax;
+  if (!mj || !mj.startup || !mj.startup.promise) return {started: false};
+  const timeout = new Promise(resolve => setTimeout(() => resolve('timeout'), waitMs));
+  const done = await Promise.race([mj.startup.promise.then(() => 'done'), timeout]);
+  return {started: done === 'done', version: mj.version};
+}"""
+
+# Math elements (Sphinx writes span.math / div.math), MathJax's error nodes, and TeX left in the
+# text outside code and outside math elements.
+_MATH = r"""() => {
+  const RAW = /\\\(|\\\)|\\\[|\\\]|\\begin\{|\$\$|\$[^$\s][^$]*?(?:\\[A-Za-z]+|[_^])[^$]*?\$/;
+  const maths = [...document.querySelectorAll('.math')];
+  const untypeset = maths.filter(e => !e.querySelector('mjx-container'))
+                         .map(e => e.textContent.trim().slice(0, 80));
+  const errors = [...document.querySelectorAll('mjx-merror')]
+                   .map(e => (e.getAttribute('data-mjx-error') || e.textContent).slice(0, 80));
+  const skip = 'pre, code, kbd, samp, script, style, textarea, mjx-container, .math';
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT, {
+    acceptNode: n => n.parentElement && n.parentElement.closest(skip)
+                       ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT});
+  const raw = [];
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    if (RAW.test(n.textContent)) raw.push(n.textContent.trim().slice(0, 80));
+  }
+  return {count: maths.length, untypeset, errors, raw};
+}"""
+
+# Images: ask lazy ones to load now, wait for all to settle, report which have no pixels.
+_IMAGES = """async (waitMs) => {
+  const images = [...document.images];
+  images.forEach(image => { image.loading = 'eager'; });
+  const settled = images.map(image => image.complete ? null : new Promise(resolve => {
+    image.addEventListener('load', resolve); image.addEventListener('error', resolve); }));
+  await Promise.race([Promise.all(settled), new Promise(resolve => setTimeout(resolve, waitMs))]);
+  return images.map(image => ({src: image.currentSrc || image.src,
+                               ok: image.complete && image.naturalWidth > 0}));
+}"""
+
+# Widgets: the embed manager renders each stored view into a .widget-subarea just before the
+# view's <script> tag.
+_WIDGET_VIEWS = 'script[type="application/vnd.jupyter.widget-view+json"]'
+_WIDGETS_RENDERED = """(selector) => [...document.querySelectorAll(selector)].every(script =>
+  script.parentElement && script.parentElement.querySelector('.widget-subarea .jupyter-widgets'))"""
+_WIDGETS = """(selector) => {
+  const views = [...document.querySelectorAll(selector)];
+  const rendered = views.map(script => script.parentElement &&
+      script.parentElement.querySelector('.widget-subarea > .jupyter-widgets'));
+  return {views: views.length,
+          rendered: rendered.filter(view => view && view.getBoundingClientRect().height > 0).length,
+          errors: document.querySelectorAll('.jupyter-widgets-error-widget').length};
+}"""
+
+
+@dataclasses.dataclass
+class Problem:
+    kind: str
+    detail: str
+
+
+@dataclasses.dataclass
+class PageReport:
+    """What the browser saw on one page."""
+
+    page: str
+    problems: list[Problem]
+    math: int = 0
+    images: int = 0
+    internal_links: int = 0
+    widget_views: int = 0
+    external_links: list[str] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+    def kinds(self) -> set[str]:
+        return {problem.kind for problem in self.problems}
+
+
+class _Ids(html.parser.HTMLParser):
+    """Every id (and <a name>) in an HTML file: the anchors a #fragment can point at."""
+
+    def __init__(self):
+        super().__init__()
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        for key, value in attrs:
+            if value and (key == "id" or (key == "name" and tag == "a")):
+                self.ids.add(value)
+
+
+@functools.lru_cache(maxsize=None)
+def _anchors(path: Path) -> frozenset[str]:
+    parser = _Ids()
+    parser.feed(path.read_text(errors="replace"))
+    return frozenset(parser.ids)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def serve(directory: Path):
+    """Serve ``directory`` on a free localhost port; yields the base URL (ending in /)."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def site_pages(html_dir: Path) -> list[str]:
+    """Every HTML page of a built site (relative paths), asset folders left out."""
+    return sorted(p.relative_to(html_dir).as_posix() for p in html_dir.rglob("*.html")
+                  if p.relative_to(html_dir).parts[0] not in NOT_PAGES)
+
+
+def _check_links(hrefs: list[str], base: str, html_dir: Path, report: PageReport) -> None:
+    for href in hrefs:
+        parts = urlsplit(href)
+        if parts.scheme not in ("http", "https"):
+            continue  # mailto:, javascript: ...
+        if not href.startswith(base):
+            report.external_links.append(href)
+            continue
+        report.internal_links += 1
+        relative = unquote(parts.path)[len(urlsplit(base).path):]
+        target = html_dir / (relative or "index.html")
+        if relative.endswith("/"):
+            target = target / "index.html"
+        if not target.is_file():
+            report.problems.append(Problem("broken link", f"{href} (no file {relative or '/'})"))
+        elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in _anchors(target):
+            report.problems.append(Problem("broken link", f"{href} (no anchor #{parts.fragment} in {relative})"))
+
+
+def check_page(context, base: str, html_dir: Path, page_path: str, outside: list[str],
+               screenshot: Path | None = None, wait_ms: int = WAIT_MS) -> PageReport:
+    """Open one page in ``context`` (whose routing records outside requests in ``outside``).
+
+    A redirect page (``<meta http-equiv="refresh">``, as the site's index.html) is not opened:
+    its target is checked like a link, and the target is checked as a page of its own."""
+    report = PageReport(page_path, [])
+    start = time.perf_counter()
+    redirect = _REDIRECT.search((html_dir / page_path).read_text(errors="replace"))
+    if redirect:
+        _check_links([urljoin(base + page_path, redirect.group(1))], base, html_dir, report)
+        return report
+    page = context.new_page()
+    console, http_errors = [], {}
+    page.on("console", lambda message: console.append(message) if message.type == "error" else None)
+    page.on("pageerror", lambda error: report.problems.append(Problem("page error", str(error)[:300])))
+    page.on("response", lambda response: http_errors.setdefault(response.url, response.status)
+            if response.status >= 400 else None)
+    first_outside = len(outside)
+    try:
+        page.goto(base + page_path, wait_until="load", timeout=60_000)
+
+        mathjax = page.evaluate(_MATHJAX, wait_ms)
+        if mathjax is not None and not mathjax["started"]:
+            report.problems.append(Problem("MathJax", "the page loads MathJax, but it did not start or finish"))
+        elif mathjax is not None and not str(mathjax.get("version", "")).startswith("3."):
+            report.problems.append(Problem("MathJax", f"MathJax {mathjax.get('version')} is loaded; the book pins 3"))
+
+        report.widget_views = page.evaluate(f"() => document.querySelectorAll('{_WIDGET_VIEWS}').length")
+        if report.widget_views:
+            with contextlib.suppress(Exception):  # a timeout is reported below, from the counts
+                page.wait_for_function(_WIDGETS_RENDERED, arg=_WIDGET_VIEWS, timeout=wait_ms)
+            widgets = page.evaluate(_WIDGETS, _WIDGET_VIEWS)
+            if widgets["rendered"] < widgets["views"]:
+                report.problems.append(Problem(
+                    "widget", f"{widgets['views'] - widgets['rendered']} of {widgets['views']} stored widget "
+                              "view(s) did not render"))
+            if widgets["errors"]:
+                report.problems.append(Problem("widget", f"{widgets['errors']} widget(s) rendered as an error"))
+
+        math = page.evaluate(_MATH)
+        report.math = math["count"]
+        report.problems += [Problem("untypeset math", text) for text in math["untypeset"]]
+        report.problems += [Problem("math error", text) for text in math["errors"]]
+        report.problems += [Problem("raw TeX", text) for text in math["raw"]]
+
+        images = page.evaluate(_IMAGES, wait_ms)
+        report.images = len(images)
+        report.problems += [Problem("broken image", image["src"][:200]) for image in images if not image["ok"]]
+
+        _check_links(page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.href)"),
+                     base, html_dir, report)
+        if screenshot is not None:
+            page.screenshot(path=str(screenshot))
+    finally:
+        page.close()
+    blocked = set(outside[first_outside:])
+    report.problems += [Problem("outside request", url[:200]) for url in sorted(blocked)]
+    report.problems += [Problem("missing file", f"{status} {url}") for url, status in sorted(http_errors.items())]
+    for message in console:
+        url = message.location.get("url", "")
+        if url not in blocked and url not in http_errors:
+            report.problems.append(Problem("console error", f"{message.text[:300]} ({url})"))
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def check_site(browser, html_dir: Path, pages: list[str], screenshots: dict[str, Path] | None = None,
+               wait_ms: int = WAIT_MS) -> dict[str, PageReport]:
+    """Serve ``html_dir`` and check each page of ``pages`` in a fresh browser context that lets
+    only requests to the local server through. ``wait_ms`` bounds each wait (for MathJax, the
+    widgets, the images) on a page."""
+    screenshots = screenshots or {}
+    outside: list[str] = []
+    with serve(html_dir) as base:
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, service_workers="block")
+
+        def route(route):
+            if route.request.url.startswith(base):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        context.route("**/*", route)
+        try:
+            return {page: check_page(context, base, html_dir, page, outside, screenshots.get(page), wait_ms)
+                    for page in pages}
+        finally:
+            context.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"Chromium is not installed ({CHROMIUM} not found). {INSTALL_HINT}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed in this environment: `make test` installs requirements.txt")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def site(built_book, browser):
+    """The whole built book checked page by page: {page: PageReport}."""
+    assert built_book.returncode == 0, built_book.log[-5000:]
+    pages = site_pages(built_book.html)
+    if SCREENSHOTS.exists():
+        for old in SCREENSHOTS.glob("*.png"):
+            old.unlink()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shots = {page: SCREENSHOTS / f"{Path(page).stem}.png" for page in pages if page.startswith("book/")}
+    return check_site(browser, built_book.html, pages, shots)
+
+
+def toc_pages() -> list[str]:
+    """The HTML page of every _toc.yml entry."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    entries = [toc["root"]]
+
+    def walk(items):
+        for item in items:
+            if "file" in item:
+                entries.append(item["file"])
+            for key in ("chapters", "sections"):
+                walk(item.get(key, []))
+
+    walk(toc.get("parts", []))
+    walk(toc.get("chapters", []))
+    return [f"{entry}.html" for entry in entries]
+
+
+# --- The book --------------------------------------------------------------------------------------
+
+
+def test_make_book_and_the_test_build_run_the_same_command():
+    from conftest import BOOK_BUILD_ARGS
+
+    recipe = (ROOT / "Makefile").read_text().split("\nbook:", 1)[1].split("\n\n", 1)[0]
+    assert f"jupyter-book {' '.join(BOOK_BUILD_ARGS)}\n" in recipe + "\n", recipe
+
+
+def test_every_page_reads_right_in_a_browser(site):
+    """No page error, raw TeX, broken image or link, outside request or unrendered widget."""
+    summary = "\n".join(
+        f"{page}: {r.seconds:.1f} s, {r.math} math, {r.images} images, {r.internal_links} internal links, "
+        f"{r.widget_views} widget views" for page, r in site.items())
+    problems = [f"{page}: [{p.kind}] {p.detail}" for page, r in site.items() for p in r.problems]
+    assert problems == [], "\n".join(problems) + "\n\nPages:\n" + summary
+    assert set(toc_pages()) <= set(site), "a page of _toc.yml was not built"
+
+
+def test_the_browser_saw_the_math_the_figures_and_the_widgets(site):
+    """Guards against a checker that passes because it looked at nothing."""
+    pages = [site[page] for page in toc_pages()]
+    assert sum(r.math for r in pages) >= 50
+    assert sum(r.internal_links for r in pages) >= 100
+    for page in toc_pages():
+        source = ROOT / page.replace(".html", ".ipynb")
+        if not source.is_file():
+            continue
+        notebook = json.loads(source.read_text())
+        outputs = [o for c in notebook["cells"] for o in c.get("outputs", [])]
+        stored_images = sum("image/png" in o.get("data", {}) for o in outputs)
+        stored_views = sum("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+        if notebook["metadata"].get("widgets"):
+            assert site[page].widget_views == stored_views, f"{page}: widget views missing from the page"
+        assert site[page].images >= stored_images, f"{page}: fewer images than the notebook's figures"
+
+
+def test_a_screenshot_of_every_chapter(site):
+    for page in toc_pages():
+        shot = SCREENSHOTS / f"{Path(page).stem}.png"
+        assert shot.is_file() and shot.stat().st_size > 10_000, f"no screenshot of {page} at {shot}"
+
+
+def test_launch_and_repository_links_are_built_from_the_configured_repository(site):
+    url = CONFIG["repository"]["url"].rstrip("/")
+    repo = url.removeprefix("https://github.com/")
+    branch = CONFIG["repository"]["branch"]
+    binder = f"{CONFIG['launch_buttons']['binderhub_url'].rstrip('/')}/v2/gh/{repo}/{branch}"
+    colab = f"{CONFIG['launch_buttons']['colab_url'].rstrip('/')}/github/{repo}/blob/{branch}/"
+    for page, report in site.items():
+        for link in report.external_links:
+            host = urlsplit(link).hostname
+            if host == "mybinder.org" or "binder" in (host or ""):
+                assert link.startswith(binder), f"{page}: Binder link not built from repository.url: {link}"
+            if host == "colab.research.google.com":
+                assert link.startswith(colab), f"{page}: Colab link not built from repository.url: {link}"
+            if link.startswith("https://github.com/") and "/issues/new" in link:
+                assert link.startswith(url + "/issues/new"), f"{page}: issue link off the repository: {link}"
+    for page in toc_pages():
+        if (ROOT / page.replace(".html", ".ipynb")).is_file():  # a notebook: it has launch buttons
+            notebook = page.replace(".html", ".ipynb")
+            links = site[page].external_links
+            assert f"{binder}?urlpath=lab/tree/{notebook}" in links, f"{page}: no Binder button"
+            assert f"{colab}{notebook}" in links, f"{page}: no Colab button"
+            assert url in links, f"{page}: no repository button"
+
+
+# --- The checker itself ---------------------------------------------------------------------------
+
+_PIXEL = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+_MATHJAX_TAGS = ('<script>window.MathJax = {"options": {"processHtmlClass": "math"}}</script>'
+                 '<script defer src="vendor/mathjax/es5/tex-mml-chtml.js"></script>')
+# Each synthetic page and the one kind of fault the checker must report on it.
+SYNTHETIC = {
+    "good.html": (_MATHJAX_TAGS + '<p>Inline <span class="math notranslate nohighlight">\\(h_t = \\tanh(a_t)\\)</span>'
+                  ' and <code>$x_t$ in code is fine</code>.</p><img src="pixel.png" alt="">'
+                  '<a href="other.html#there">a link</a> <a href="#here" id="here">here</a>', set()),
+    "other.html": ('<p id="there">the target</p>', set()),
+    "raw_tex.html": ("<p>The state \\(h_t\\) and $W_h$ shown raw.</p>", {"raw TeX"}),
+    "untypeset.html": ('<p><span class="math notranslate nohighlight">\\(h_t\\)</span></p>', {"untypeset math"}),
+    "tex_error.html": (_MATHJAX_TAGS + '<p><span class="math notranslate nohighlight">\\(\\frac{1}\\)</span></p>',
+                       {"math error"}),
+    "no_mathjax.html": ('<script defer src="vendor/mathjax/es5/no-such-bundle.js"></script>'
+                        '<p><span class="math notranslate nohighlight">\\(h_t\\)</span></p>',
+                        {"MathJax", "missing file", "untypeset math"}),
+    "broken_image.html": ('<img src="missing.png" alt="">', {"broken image", "missing file"}),
+    "broken_link.html": ('<a href="nowhere.html">a</a> <a href="other.html#nowhere">b</a>', {"broken link"}),
+    "outside.html": ('<link rel="stylesheet" href="https://cdn.example.org/theme.css">'
+                     '<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>',
+                     {"outside request", "MathJax"}),  # a CDN MathJax, blocked, never starts
+    "script_error.html": ("<script>document.body.undefinedFunction();</script>", {"page error"}),
+    "console_error.html": ('<script>console.error("something went wrong")</script>', {"console error"}),
+    "widget.html": ('<div><script type="application/vnd.jupyter.widget-view+json">'
+                    '{"version_major": 2, "version_minor": 0, "model_id": "0123"}</script></div>', {"widget"}),
+}
+
+
+def test_the_checker_catches_each_kind_of_fault(browser, tmp_path, offline_assets):
+    offline_assets.fetch_all()  # the local MathJax, as the build uses it
+    (tmp_path / "vendor").symlink_to(offline_assets.VENDOR, target_is_directory=True)
+    (tmp_path / "pixel.png").write_bytes(_PIXEL)
+    for name, (body, _) in SYNTHETIC.items():
+        (tmp_path / name).write_text(f"<!DOCTYPE html><html><head><title>{name}</title></head>"
+                                     f"<body>{body}</body></html>")
+    reports = check_site(browser, tmp_path, list(SYNTHETIC), wait_ms=3000)
+    assert reports["good.html"].math == 1 and reports["good.html"].images == 1
+    assert reports["good.html"].internal_links == 2
+    for name, (_, expected) in SYNTHETIC.items():
+        assert reports[name].kinds() == expected, f"{name}: {reports[name].problems}"
+    assert len(reports["broken_link.html"].problems) == 2
+    assert {p.detail for p in reports["outside.html"].problems if p.kind == "outside request"} == {
+        "https://cdn.example.org/theme.css", "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"}
+
+
+def test_no_request_leaves_the_machine_even_for_links_followed_by_scripts(browser, tmp_path):
+    """A fetch() issued by a page script is blocked and recorded like any other request."""
+    (tmp_path / "fetch.html").write_text(
+        "<!DOCTYPE html><html><body><script>fetch('https://example.org/data.json').catch(() => {});"
+        "</script></body></html>")
+    report = check_site(browser, tmp_path, ["fetch.html"])["fetch.html"]
+    assert [p.kind for p in report.problems] == ["outside request"]
+    assert re.fullmatch(r"https://example\.org/data\.json", report.problems[0].detail)
