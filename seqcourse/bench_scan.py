@@ -1,0 +1,252 @@
+"""How the cost of a scan grows with the sequence length: timings, and a count that does not vary.
+
+    python -m seqcourse.bench_scan [--length 512] [--factor 4] [--repeats 5] [--device cpu] [--threads N]
+
+times forward and backward of the selective scan (sequential and parallel) at length L and
+factor·L, interleaved (every repeat runs every scan at both lengths, so a change in the machine's
+load hits them alike), takes the median of the repeats, and prints a table with the ratios, next
+to the ratio of the backward's *work*. A backward that is linear in L shows ratios near
+``factor`` (4); a quadratic one near factor².
+
+The work is ``backward_elements``: the number of tensor elements the operations of a backward pass
+write. Unlike a time it is the same on every machine and under any load, and it is what the tests
+assert on. Times can grow faster than the work when the tensors get large: glibc serves an
+allocation above its mmap threshold (at most 32 MB) with fresh pages from the kernel every time,
+and the page faults then cost more than the arithmetic. The default sizes keep every tensor
+below 32 MB; ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` makes larger ones cheaper.
+
+``linear_scan_preallocated`` is the counterexample, kept here to be measured: a loop that writes
+each state into a preallocated tensor. Its autograd graph makes every step's backward copy the
+whole (B, T, ...) gradient, so its backward is O(T²); ``seqcourse.scan`` loops over ``unbind``
+and stacks instead.
+
+``s4d_mode_times`` times the two faces of an S4D layer, the FFT convolution and the stepped
+recurrence, as T grows.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from .scan import _check_linear, discretize_selective, selective_scan
+from .validation import expect_int
+
+__all__ = [
+    "ScanTiming",
+    "backward_elements",
+    "linear_scan_preallocated",
+    "main",
+    "s4d_mode_times",
+    "scan_inputs",
+    "scan_table",
+    "time_scans",
+]
+
+
+def linear_scan_preallocated(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """h_t = a_t ⊙ h_{t-1} + b_t written the slow way: indexed reads and writes into a (B, T, ...)
+    tensor. Same values as ``linear_scan_sequential``; its backward is O(T²). Do not use."""
+    _check_linear(a, b, None)
+    h = torch.zeros_like(b)
+    state = torch.zeros_like(b[:, 0])
+    for t in range(a.shape[1]):
+        state = a[:, t] * state + b[:, t]  # reading a[:, t]: its backward builds a full-size gradient
+        h[:, t] = state  # writing h[:, t]: its backward copies the full-size gradient of h
+    return h
+
+
+class _CountWrites(TorchDispatchMode):
+    """Adds up the number of elements of every tensor that an operation returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.elements = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for value in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(value, torch.Tensor):
+                self.elements += value.numel()
+        return out
+
+
+def backward_elements(loss_fn: Callable[[], torch.Tensor]) -> int:
+    """Build the graph with ``loss = loss_fn()`` (a scalar), then return how many tensor elements
+    the operations of ``loss.backward()`` write. A measure of the backward's work that does not
+    depend on the machine or its load: linear in T for a good scan, quadratic for a bad one."""
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a callable returning a scalar tensor; got {type(loss_fn).__name__}")
+    loss = loss_fn()
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
+        raise ValueError("loss_fn must return a scalar tensor that requires grad")
+    counter = _CountWrites()
+    with counter:
+        loss.backward()
+    return counter.elements
+
+
+def scan_inputs(batch: int, length: int, channels: int, state_size: int, *, device=None,
+                dtype=torch.float32, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random inputs of the selective scan, all requiring grad: x, delta (b, l, d), A (d, n),
+    B, C (b, l, n), D (d,). Δ lies in [0.001, 0.1] and A in [-2, -0.5], as after initialisation."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"x": (batch, length, channels), "delta": (batch, length, channels), "A": (channels, state_size),
+              "B": (batch, length, state_size), "C": (batch, length, state_size), "D": (channels,)}
+    values = {name: torch.randn(*shape, generator=g, dtype=dtype) for name, shape in shapes.items()}
+    values["delta"] = 0.001 + 0.099 * torch.rand(*shapes["delta"], generator=g, dtype=dtype)
+    values["A"] = -0.5 - 1.5 * torch.rand(*shapes["A"], generator=g, dtype=dtype)
+    return {name: v.to(device).requires_grad_() for name, v in values.items()}
+
+
+def _selective_preallocated(x, delta, A, B, C, D):
+    """The selective scan's outputs y with ``linear_scan_preallocated`` as its loop."""
+    A_bar, Bx_bar = discretize_selective(x, delta, A, B)
+    h = linear_scan_preallocated(A_bar, Bx_bar)
+    return (h * C.unsqueeze(2)).sum(-1) + D * x
+
+
+SCANS: dict[str, Callable] = {
+    "sequential": lambda inputs: selective_scan(**inputs, parallel=False)[0],
+    "parallel": lambda inputs: selective_scan(**inputs, parallel=True)[0],
+    "preallocated": lambda inputs: _selective_preallocated(**inputs),
+}
+"""The scans ``time_scans`` can time, each mapping the inputs of ``scan_inputs`` to y (b, l, d).
+"preallocated" is the O(T²) counterexample: time it only at small sizes."""
+
+
+@dataclass
+class ScanTiming:
+    """Median seconds of one scan's forward and backward at one length, and the backward's work
+    (``backward_elements``)."""
+
+    scan: str
+    length: int
+    forward: float
+    backward: float
+    work: int
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_scans(length: int = 512, factor: int = 4, *, batch: int = 4, channels: int = 32, state_size: int = 16,
+               repeats: int = 5, scans: Sequence[str] = ("sequential", "parallel"),
+               device=None) -> list[ScanTiming]:
+    """Median forward and backward seconds of each scan at ``length`` and ``factor * length``.
+
+    Every repeat runs every (scan, length) pair once, in the same order, after one untimed warm-up
+    round; the medians over ``repeats`` are returned, one ``ScanTiming`` per pair, with the work of
+    one backward pass counted once, outside the timed rounds."""
+    expect_int(length, "length", minimum=1)
+    expect_int(factor, "factor", minimum=2)
+    expect_int(repeats, "repeats", minimum=1)
+    for name in scans:
+        if name not in SCANS:
+            raise ValueError(f"unknown scan {name!r}; choose from {sorted(SCANS)}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    lengths = (length, factor * length)
+    inputs = {L: scan_inputs(batch, L, channels, state_size, device=device) for L in lengths}
+    samples = {(name, L): ([], []) for name in scans for L in lengths}
+    for round_ in range(repeats + 1):
+        for name in scans:
+            for L in lengths:
+                for value in inputs[L].values():
+                    value.grad = None
+                _sync(device)
+                start = time.perf_counter()
+                y = SCANS[name](inputs[L])
+                _sync(device)
+                middle = time.perf_counter()
+                y.sum().backward()
+                _sync(device)
+                end = time.perf_counter()
+                if round_:  # round 0 warms up
+                    samples[name, L][0].append(middle - start)
+                    samples[name, L][1].append(end - middle)
+    work = {(name, L): backward_elements(lambda: SCANS[name](inputs[L]).sum()) for name, L in samples}
+    return [ScanTiming(name, L, statistics.median(f), statistics.median(b), work[name, L])
+            for (name, L), (f, b) in samples.items()]
+
+
+def scan_table(timings: Sequence[ScanTiming]) -> str:
+    """A table: per scan, forward and backward at both lengths, and the ratios long / short of the
+    backward time, the total time and the backward's work."""
+    by_scan: dict[str, list[ScanTiming]] = {}
+    for t in timings:
+        by_scan.setdefault(t.scan, []).append(t)
+    lines = []
+    for name, (short, long) in ((n, sorted(ts, key=lambda t: t.length)) for n, ts in by_scan.items()):
+        if not lines:
+            lines.append(f"{'scan':<12}{'fwd L=' + str(short.length):>14}{'bwd L=' + str(short.length):>14}"
+                         f"{'fwd L=' + str(long.length):>14}{'bwd L=' + str(long.length):>14}"
+                         f"{'bwd ratio':>11}{'total ratio':>13}{'bwd work ratio':>16}")
+        ratio_b = long.backward / short.backward
+        ratio_t = (long.forward + long.backward) / (short.forward + short.backward)
+        lines.append(f"{name:<12}{short.forward * 1e3:>11.1f} ms{short.backward * 1e3:>11.1f} ms"
+                     f"{long.forward * 1e3:>11.1f} ms{long.backward * 1e3:>11.1f} ms{ratio_b:>11.2f}{ratio_t:>13.2f}"
+                     f"{long.work / short.work:>16.2f}")
+    return "\n".join(lines)
+
+
+def s4d_mode_times(lengths: Sequence[int] = (256, 1024, 4096), *, batch: int = 4, channels: int = 32,
+                   state_size: int = 32, repeats: int = 3, device=None) -> dict[str, dict[int, float]]:
+    """Median seconds of forward + backward of an S4D layer in convolution mode and in recurrent mode,
+    for each length: ``{"convolution": {T: s}, "recurrence": {T: s}}``. Interleaved like ``time_scans``."""
+    from .models.s4d import S4DLayer
+
+    expect_int(repeats, "repeats", minimum=1)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    layer = S4DLayer(channels, state_size).to(device)
+    modes = {"convolution": layer.forward, "recurrence": layer.forward_recurrent}
+    g = torch.Generator().manual_seed(0)
+    inputs = {T: torch.randn(batch, T, channels, generator=g).to(device) for T in lengths}
+    samples = {(mode, T): [] for mode in modes for T in lengths}
+    for round_ in range(repeats + 1):
+        for mode, run in modes.items():
+            for T in lengths:
+                layer.zero_grad(set_to_none=True)
+                _sync(device)
+                start = time.perf_counter()
+                y, _ = run(inputs[T])
+                y.square().mean().backward()
+                _sync(device)
+                if round_:
+                    samples[mode, T].append(time.perf_counter() - start)
+    return {mode: {T: statistics.median(samples[mode, T]) for T in lengths} for mode in modes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: print the scan timing table."""
+    parser = argparse.ArgumentParser(prog="python -m seqcourse.bench_scan", description=__doc__.splitlines()[0])
+    parser.add_argument("--length", type=int, default=512, help="the shorter length L (default 512)")
+    parser.add_argument("--factor", type=int, default=4, help="the longer length is factor * L (default 4)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is shown (default 5)")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--state-size", type=int, default=16)
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(expect_int(args.threads, "--threads", minimum=1))
+    timings = time_scans(args.length, args.factor, batch=args.batch, channels=args.channels,
+                         state_size=args.state_size, repeats=args.repeats, device=args.device)
+    print(f"selective scan, B={args.batch}, d={args.channels}, n={args.state_size}, device "
+          f"{args.device or 'cpu'}, torch threads {torch.get_num_threads()}, GLIBC_TUNABLES="
+          f"{os.environ.get('GLIBC_TUNABLES', '(unset)')}; median of {args.repeats}")
+    print(scan_table(timings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
