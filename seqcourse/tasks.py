@@ -4,8 +4,20 @@
 nothing else, decides the label. Models that look at a sequence as a bag of tokens, through a
 fixed window, or through short n-grams each fail on it for a reason the chapter can name; a small
 recurrent network solves it.
+
+``adding_problem`` and ``copy_task`` are the long-range tasks of the Gradients chapter (and of the
+chapters after it): the answer depends on inputs a known, adjustable distance before the step where
+it is asked for, so a model's reach can be measured against the sequence length. Each comes with
+the loss of the best model that does not remember across that distance (``adding_baseline_mse``,
+``copy_baseline``), the line a model must get below to show it has learned anything long-range.
+
+``delayed_parity`` is the task of the Convolutions chapter: the target at every step is the XOR
+of the current bit and the bit a fixed lag back, so a causal model whose receptive field does not
+reach that far is at chance by construction.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -102,3 +114,198 @@ def order_task(
     labels = torch.stack([first_labels, 1 - first_labels], dim=1).reshape(2 * pairs)[:n]
     order = torch.randperm(n, generator=generator)
     return ids[order], labels[order]
+
+
+# ---- long-range tasks (the Gradients chapter) ------------------------------------------------
+
+
+def adding_problem(
+    n: int, length: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The adding problem: add the two marked numbers of a long sequence (Hochreiter & Schmidhuber, 1997).
+
+    Each of the ``n`` sequences has ``T = length`` steps with two features,
+    :math:`x_t = (v_t, m_t)`: a value :math:`v_t \sim U(0, 1)`, drawn independently, and a marker
+    :math:`m_t \in \{0, 1\}` that is 1 at exactly two steps, one drawn uniformly from the first half
+    :math:`\{0, ..., \lfloor T/2 \rfloor - 1\}` and one from the second half (0-based steps). The target is
+
+    .. math::  y = \sum_t m_t v_t,
+
+    the sum of the two marked values. The first marked value lies at least :math:`\lceil T/2 \rceil`
+    steps before the end, so a model must carry it across half the sequence.
+
+    Args:
+        n: number of sequences, ``n >= 1``.
+        length: T, at least 2 (each half needs one step).
+        generator: a ``torch.Generator`` for reproducible draws (``None``: torch's global RNG).
+
+    Returns:
+        ``(x, y)``: x of shape (n, T, 2) float32 (values, markers), y of shape (n,) float32, on the CPU.
+    """
+    expect_int(n, "n", minimum=1)
+    T = expect_int(length, "length", minimum=2)
+    _check_generator(generator)
+    values = torch.rand(n, T, generator=generator)  # (n, T)
+    half = T // 2
+    first = torch.randint(0, half, (n, 1), generator=generator)  # (n, 1)
+    second = torch.randint(half, T, (n, 1), generator=generator)  # (n, 1)
+    markers = torch.zeros(n, T).scatter(1, first, 1.0).scatter(1, second, 1.0)  # (n, T)
+    y = (values * markers).sum(dim=1)  # (n,)
+    return torch.stack([values, markers], dim=-1), y
+
+
+def adding_baseline_mse() -> float:
+    r"""MSE of the best constant prediction for the adding problem: Var(y) = 2 · 1/12 = 1/6.
+
+    The target is a sum of two independent U(0, 1) values, so always predicting its mean 1 costs
+    its variance; a model that remembers nothing does no better. (Knowing only the later value
+    exactly leaves the variance of the other, 1/12.)
+    """
+    return 2 * (1 / 12)
+
+
+BLANK = 0
+"""Id of the blank token in ``copy_task`` (inputs between and after the symbols; targets before the recall)."""
+
+
+def copy_task(
+    n: int,
+    delay: int,
+    n_symbols: int = 8,
+    copy_length: int = 10,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The copy task: read S symbols, wait, and write them back after a delimiter (Arjovsky et al., 2016).
+
+    Token ids: ``BLANK = 0``, the symbols ``1 ... K`` (K = ``n_symbols``), and the delimiter
+    ``K + 1``, so a model needs a vocabulary of ``K + 2``. With S = ``copy_length`` and
+    ``delay`` = D, each sequence has ``T = 2S + D`` steps:
+
+    * inputs: the S symbols :math:`a_1 ... a_S` (uniform, independent), then blanks, with the
+      delimiter at step ``S + D - 1`` (0-based), then S blanks;
+    * targets: blank at every step except the last S, which hold :math:`a_1 ... a_S`.
+
+    The first symbol must be recalled ``S + D`` steps after it was read.
+
+    Args:
+        n: number of sequences, ``n >= 1``.
+        delay: D >= 1, the steps from the end of the symbols to the end of the delimiter.
+        n_symbols: K >= 1.   copy_length: S >= 1.
+        generator: a ``torch.Generator`` for reproducible draws.
+
+    Returns:
+        ``(inputs, targets)``, both long tensors of shape (n, T), T = 2S + D, on the CPU.
+    """
+    expect_int(n, "n", minimum=1)
+    D = expect_int(delay, "delay", minimum=1)
+    K = expect_int(n_symbols, "n_symbols", minimum=1)
+    S = expect_int(copy_length, "copy_length", minimum=1)
+    _check_generator(generator)
+    T = 2 * S + D
+    symbols = torch.randint(1, K + 1, (n, S), generator=generator)  # (n, S)
+    inputs = torch.full((n, T), BLANK, dtype=torch.long)
+    inputs[:, :S] = symbols
+    inputs[:, S + D - 1] = K + 1  # the delimiter: "write them back now"
+    targets = torch.full((n, T), BLANK, dtype=torch.long)
+    targets[:, T - S:] = symbols
+    return inputs, targets
+
+
+def copy_baseline(delay: int, n_symbols: int = 8, copy_length: int = 10) -> dict[str, float]:
+    r"""What a model with no memory of the symbols scores on ``copy_task``.
+
+    It predicts blank with certainty until the recall, and a uniform guess over the K symbols at
+    each of the S recall steps, so its mean cross-entropy per step is
+    :math:`S \log K / (2S + D)` and its accuracy on the recall steps is :math:`1/K`.
+
+    Returns:
+        ``{"cross_entropy": S log K / (2S + D), "recall_accuracy": 1 / K}``.
+    """
+    D = expect_int(delay, "delay", minimum=1)
+    K = expect_int(n_symbols, "n_symbols", minimum=1)
+    S = expect_int(copy_length, "copy_length", minimum=1)
+    return {"cross_entropy": S * math.log(K) / (2 * S + D), "recall_accuracy": 1 / K}
+
+
+IGNORE_INDEX = -100
+"""Target of the steps ``delayed_parity`` does not score (``torch.nn.functional.cross_entropy``'s default ``ignore_index``)."""
+
+
+def delayed_parity(
+    n: int, length: int, lag: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Random bits; at every step the target is the parity (XOR) of the current bit and the bit ``lag`` steps back.
+
+    Construction. Bits :math:`b_0, \dots, b_{T-1}` are independent fair coins, and for
+    :math:`t \ge \ell` (:math:`\ell` = ``lag``)
+
+    .. math::  y_t = b_t \oplus b_{t-\ell} .
+
+    The first :math:`\ell` steps have no bit :math:`\ell` steps back; their target is
+    ``IGNORE_INDEX`` (-100), which ``cross_entropy`` skips by default.
+
+    Why a fixed receptive field decides it. :math:`b_{t-\ell}` is a fair coin independent of every
+    other bit, so :math:`y_t` is independent of any set of bits that leaves :math:`b_{t-\ell}` out.
+    A causal model whose output at :math:`t` sees fewer than :math:`\ell + 1` inputs (receptive
+    field :math:`R \le \ell`) is therefore at chance, 1/2, in expectation, however it is trained;
+    one with :math:`R \ge \ell + 1` sees both bits and can be exact. A recurrent model must carry
+    the last :math:`\ell` bits in its state.
+
+    Args:
+        n: number of sequences, ``n >= 1``.
+        length: sequence length :math:`T > \ell`.
+        lag: the distance :math:`\ell \ge 1` between the two bits of each parity.
+        generator: a ``torch.Generator`` for reproducible draws (``None`` uses torch's global RNG).
+
+    Returns:
+        ``(bits, targets)``, both ``torch.long`` of shape ``(n, T)`` on the CPU: ``bits`` in {0, 1}
+        (use them as token ids with a vocabulary of 2), ``targets`` in {0, 1} for
+        :math:`t \ge \ell` and ``IGNORE_INDEX`` before.
+    """
+    expect_int(n, "n", minimum=1)
+    lag = expect_int(lag, "lag", minimum=1)
+    length = expect_int(length, "length", minimum=lag + 1)
+    _check_generator(generator)
+    bits = torch.randint(0, 2, (n, length), generator=generator)  # (n, T)
+    targets = torch.full_like(bits, IGNORE_INDEX)
+    targets[:, lag:] = bits[:, lag:] ^ bits[:, :-lag]  # y_t = b_t XOR b_(t - lag)
+    return bits, targets
+
+
+def selective_copy_task(
+    n: int,
+    length: int = 24,
+    n_tokens: int = 3,
+    n_symbols: int = 4,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Selective copying (Gu & Dao, 2023): find the M symbols scattered among blanks, write them in order.
+
+    Token ids as in ``copy_task``: ``BLANK = 0``, the symbols ``1 ... K`` (K = ``n_symbols``) and
+    the marker ``K + 1``; a model needs a vocabulary of ``K + 2``. Each sequence has
+    ``T = length + M`` steps (M = ``n_tokens``):
+
+    * inputs: M symbols (uniform, independent) at M distinct positions drawn uniformly among the
+      first ``length`` steps, blanks elsewhere, then M markers;
+    * targets: ``IGNORE_INDEX`` at every step except the last M, which hold the M symbols in the
+      order they appeared.
+
+    Unlike ``copy_task``, the positions of the symbols change from sequence to sequence: a model
+    has to decide, from what it reads, which inputs to keep and which to skip.
+
+    Returns:
+        ``(inputs, targets)``, both long tensors of shape (n, T), T = length + M, on the CPU.
+    """
+    expect_int(n, "n", minimum=1)
+    M = expect_int(n_tokens, "n_tokens", minimum=1)
+    length = expect_int(length, "length", minimum=M)
+    K = expect_int(n_symbols, "n_symbols", minimum=1)
+    _check_generator(generator)
+    symbols = torch.randint(1, K + 1, (n, M), generator=generator)  # (n, M)
+    positions = torch.rand(n, length, generator=generator).argsort(dim=1)[:, :M].sort(dim=1).values  # (n, M)
+    inputs = torch.full((n, length + M), BLANK, dtype=torch.long)
+    inputs.scatter_(1, positions, symbols)
+    inputs[:, length:] = K + 1  # the markers: "write them now"
+    targets = torch.full_like(inputs, IGNORE_INDEX)
+    targets[:, length:] = symbols
+    return inputs, targets
