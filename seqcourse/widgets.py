@@ -1,0 +1,231 @@
+"""ipywidgets explorers for the book.
+
+``HiddenStateExplorer`` lets a reader type a short input and watch a recurrent network step
+through it: for every step t it shows the hidden state h_t = tanh(W_x x_t + W_h h_{t-1} + b) as
+one column of a heatmap (``seqcourse.plots.hidden_state_heatmap``), redrawn whenever the text
+changes. The heatmap is an ``ipywidgets.Image`` holding PNG bytes, so the widget state a
+notebook stores (and the rendered book embeds) already contains the picture for the initial input.
+
+``GradientNormExplorer`` (the Gradients chapter) has sliders for the spectral radius of W_h, the
+distance K and the input scale, and draws the Jacobian-chain norm over distance for a linear and
+a tanh recurrence with that W_h (``seqcourse.analysis.gradient_decay_curves``).
+
+ipywidgets is imported only when an explorer is built: ``import seqcourse.widgets`` works without
+it, and building an explorer without it raises an ``ImportError`` that says what to install.
+"""
+from __future__ import annotations
+
+import html
+import io
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .analysis import gradient_decay_curves
+from .plots import gradient_norms, hidden_state_heatmap
+
+__all__ = ["GradientNormExplorer", "HiddenStateExplorer", "char_encoder", "number_encoder", "step_states"]
+
+Encoder = Callable[[str], "tuple[list[str], torch.Tensor]"]
+"""Turns the reader's text into (one label per step, inputs x of shape (T, D))."""
+
+
+def _ipywidgets():
+    try:
+        import ipywidgets
+    except ImportError as error:
+        raise ImportError(
+            "seqcourse.widgets needs ipywidgets to build an explorer: pip install ipywidgets "
+            "(the static figures in seqcourse.plots work without it)"
+        ) from error
+    return ipywidgets
+
+
+_VISIBLE = {" ": "\u2423", "\n": "\\n", "\t": "\\t"}
+"""How whitespace characters are labelled on the heatmap's time axis (a blank tick is unreadable)."""
+
+
+def char_encoder(vocab) -> Encoder:
+    """An encoder for character input, as the language models of the book read it: one step per
+    character, x_t the one-hot vector of its id (D = len(vocab)), labelled by the character
+    (a space shows as \u2423, a newline as \\n).
+
+    ``vocab`` is a ``seqcourse.text.CharVocab`` (anything with ``stoi``, ``encode`` and ``len``).
+    The encoder raises ``ValueError`` naming the characters the vocabulary does not have.
+    """
+
+    def encode(text: str) -> tuple[list[str], torch.Tensor]:
+        unknown = sorted(set(text) - set(vocab.stoi))
+        if unknown:
+            shown = " ".join(repr(c) for c in unknown)
+            raise ValueError(f"not in the model's vocabulary of {len(vocab)} characters: {shown}")
+        ids = vocab.encode(text)  # (T,)
+        x = torch.nn.functional.one_hot(ids, len(vocab)).float()  # (T, V)
+        return [_VISIBLE.get(c, c) for c in text], x
+
+    return encode
+
+
+def number_encoder(text: str) -> tuple[list[str], torch.Tensor]:
+    """An encoder for scalar input: ``"1, -1, 2"`` (commas or spaces) -> x of shape (T, 1).
+
+    Raises ``ValueError`` naming the first entry that is not a number.
+    """
+    entries = text.replace(",", " ").split()
+    values = []
+    for entry in entries:
+        try:
+            values.append(float(entry))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not a number; type numbers separated by commas, e.g. 1, -1, 2") from None
+    if not values:
+        raise ValueError("type at least one number, e.g. 1, -1, 2")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("the numbers must be finite (no inf or nan)")
+    return entries, torch.tensor(values, dtype=torch.float32).unsqueeze(1)
+
+
+def step_states(rnn, x: torch.Tensor) -> np.ndarray:
+    """Step ``rnn`` through one sequence x (T, D) from a zero state; return h_1 ... h_T as (T, H).
+
+    Uses ``rnn.step(x_t (1, D), state) -> (y_t (1, H), state)``, one call per step, as a reader
+    would feed tokens one at a time; y_t is the top layer's hidden state.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 2:
+        got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be a tensor of shape (T, D) for one sequence; got {got}")
+    if not hasattr(rnn, "step"):
+        raise TypeError(f"rnn must have a step(x_t, state) method (every seqcourse recurrent model does); "
+                        f"got {type(rnn).__name__}")
+    parameter = next(rnn.parameters())
+    x = x.to(device=parameter.device, dtype=parameter.dtype)
+    state, rows = None, []
+    with torch.no_grad():
+        for x_t in x.unbind(0):
+            y_t, state = rnn.step(x_t.unsqueeze(0), state)  # (1, H)
+            rows.append(y_t[0])
+    return torch.stack(rows).cpu().numpy()
+
+
+class HiddenStateExplorer:
+    """A text box, a message line and a heatmap of h_t over t for the typed input.
+
+    Args:
+        rnn: a recurrent model with ``step`` (e.g. ``seqcourse.models.rnn.RNN``).
+        encode: text -> (labels, x (T, D)); ``char_encoder(vocab)`` or ``number_encoder``. It
+            raises ``ValueError``/``TypeError`` for input it cannot take.
+        value: the initial input, drawn before the widget is displayed.
+        max_len: longest input accepted (in characters of the text box).
+        title: title of the heatmap.
+
+    Attributes after each update: ``states`` (T, H) ndarray and ``labels`` of the last valid
+    input, ``error`` (``None`` or the message shown for bad input), ``figure`` (the last heatmap),
+    and the widgets ``text``, ``message``, ``image`` inside the ``widget`` box. Bad input never
+    raises: it shows a message and leaves the last valid heatmap in place.
+    """
+
+    def __init__(self, rnn, encode: Encoder, value: str, *, max_len: int = 40, title: str | None = None):
+        widgets = _ipywidgets()
+        if not callable(encode):
+            raise TypeError(f"encode must be a callable text -> (labels, x (T, D)); got {type(encode).__name__}")
+        if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
+            raise ValueError(f"max_len must be a positive int; got {max_len!r}")
+        self.rnn, self.encode, self.max_len, self.title = rnn, encode, max_len, title
+        self.states: np.ndarray | None = None
+        self.labels: list[str] = []
+        self.error: str | None = None
+        self.figure = None
+        self.text = widgets.Text(value=value, description="input:", continuous_update=False)
+        self.message = widgets.HTML()
+        self.image = widgets.Image(format="png")
+        self.widget = widgets.VBox([self.text, self.message, self.image])
+        self.update(value)
+        self.text.observe(lambda change: self.update(change["new"]), names="value")
+
+    def _fail(self, message: str) -> bool:
+        self.error = message
+        self.message.value = f'<span style="color:#b00020">{html.escape(message)}</span>'
+        return False
+
+    def update(self, value: str) -> bool:
+        """Recompute and redraw for ``value``; return False (and show why) for bad input."""
+        if not isinstance(value, str) or not value.strip():
+            return self._fail("Type some input: the box is empty.")
+        if len(value) > self.max_len:
+            return self._fail(f"The input has {len(value)} characters; this explorer takes at most {self.max_len}.")
+        try:
+            labels, x = self.encode(value)
+        except (ValueError, TypeError) as error:
+            return self._fail(f"Cannot read this input: {error}")
+        states = step_states(self.rnn, x)
+        self.states, self.labels, self.error = states, list(labels), None
+        self.figure = hidden_state_heatmap(states, self.labels, title=self.title)
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=80)
+        self.image.value = buffer.getvalue()
+        steps, units = states.shape
+        self.message.value = f"{steps} steps, {units} hidden units: column t is h_t after reading input t."
+        return True
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+class GradientNormExplorer:
+    """Sliders for the spectral radius ρ of W_h, the distance K and the input scale, and the
+    Jacobian-chain norm over k = 1 ... K for a linear and a tanh recurrence with that W_h.
+
+    The curves are ``seqcourse.analysis.gradient_decay_curves(radius, distance, ...)``, drawn by
+    ``seqcourse.plots.gradient_norms``: the same computation as the chapter's static figure.
+    The plot is an ``ipywidgets.Image`` holding PNG bytes, so the stored widget state shows the
+    initial picture.
+
+    Args:
+        radius: initial ρ (0.1 ... 4).   distance: initial K (5 ... 300).
+        input_scale: initial standard deviation of the tanh RNN's input weights (0 ... 3).
+        hidden_size: H.   seed: the random W_h (the same matrix, rescaled, for every ρ).
+
+    Attributes after each update: ``curves`` ({"linear": ..., "tanh": ...} tensors of shape (K,)),
+    ``figure``, and the widgets ``radius``, ``distance``, ``input_scale``, ``message``, ``image``
+    inside ``widget``.
+    """
+
+    def __init__(self, radius: float = 1.0, distance: int = 60, *, input_scale: float = 1.0,
+                 hidden_size: int = 32, seed: int = 0):
+        widgets = _ipywidgets()
+        self.hidden_size, self.seed = hidden_size, seed
+        self.curves: dict[str, torch.Tensor] = {}
+        self.figure = None
+        style = {"description_width": "initial"}
+        self.radius = widgets.FloatSlider(value=radius, min=0.1, max=4.0, step=0.05, continuous_update=False,
+                                          description="spectral radius ρ", style=style)
+        self.distance = widgets.IntSlider(value=distance, min=5, max=300, step=5, continuous_update=False,
+                                          description="distance K", style=style)
+        self.input_scale = widgets.FloatSlider(value=input_scale, min=0.0, max=3.0, step=0.1,
+                                               continuous_update=False, description="input scale", style=style)
+        self.message = widgets.HTML()
+        self.image = widgets.Image(format="png")
+        self.widget = widgets.VBox([self.radius, self.distance, self.input_scale, self.message, self.image])
+        self.update()
+        for slider in (self.radius, self.distance, self.input_scale):
+            slider.observe(lambda change: self.update(), names="value")
+
+    def update(self) -> None:
+        """Recompute both curves for the sliders' values and redraw."""
+        radius, K = float(self.radius.value), int(self.distance.value)
+        self.curves = gradient_decay_curves(radius, K, hidden_size=self.hidden_size,
+                                            input_scale=float(self.input_scale.value), seed=self.seed)
+        k = np.arange(1, K + 1)
+        self.figure = gradient_norms(k, {"linear: ‖W_h^k‖₂": self.curves["linear"],
+                                         "tanh RNN: ‖∂h_K/∂h_(K−k)‖₂": self.curves["tanh"]},
+                                     title=f"H = {self.hidden_size}, ρ(W_h) = {radius:.2f}")
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=80)
+        self.image.value = buffer.getvalue()
+        linear, tanh = self.curves["linear"][-1].item(), self.curves["tanh"][-1].item()
+        self.message.value = (f"after K = {K} steps: linear {linear:.3g}, tanh {tanh:.3g} "
+                              f"(1 means neither shrinking nor growing)")
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)

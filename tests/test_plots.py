@@ -1,0 +1,128 @@
+"""seqcourse.plots: each helper returns a Figure whose data are what it was given (no pixels)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from seqcourse import plots
+
+
+def test_heatmap_image_is_states_transposed():
+    states = torch.linspace(-1, 1, 15).reshape(5, 3)  # (T=5, H=3)
+    fig = plots.hidden_state_heatmap(states, labels=list("hello"), title="h_t")
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    image = ax.images[0]
+    np.testing.assert_allclose(np.asarray(image.get_array()), states.numpy().T)  # (H, T)
+    assert image.get_clim() == (-1.0, 1.0)
+    assert [t.get_text() for t in ax.get_xticklabels()] == list("hello")
+    assert ax.get_xlabel().startswith("step t") and ax.get_ylabel() == "hidden unit"
+    assert ax.get_title() == "h_t"
+    assert fig.axes[1].get_ylabel() == "h_t"  # the colour bar
+
+
+def test_heatmap_default_labels_count_from_one():
+    fig = plots.hidden_state_heatmap(np.zeros((4, 2)))
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1", "2", "3", "4"]
+
+
+def test_heatmap_accepts_a_tensor_that_requires_grad():
+    states = torch.randn(3, 2, requires_grad=True)
+    fig = plots.hidden_state_heatmap(states)
+    np.testing.assert_allclose(np.asarray(fig.axes[0].images[0].get_array()), states.detach().numpy().T)
+
+
+@pytest.mark.parametrize("bad, match", [(np.zeros(5), r"shape \(T, H\)"), (np.zeros((0, 3)), "empty"),
+                                        ("abc", "numbers")])
+def test_heatmap_rejects_bad_states(bad, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        plots.hidden_state_heatmap(bad)
+
+
+def test_heatmap_rejects_wrong_number_of_labels():
+    with pytest.raises(ValueError, match="one label per step: states has T=3 steps, got 2"):
+        plots.hidden_state_heatmap(np.zeros((3, 2)), labels=["a", "b"])
+
+
+def test_loss_curve_lines_and_baseline():
+    losses = [4.0, 3.0, 2.5, 2.0, 1.0]
+    fig = plots.loss_curve(losses, baseline=math.log(80), baseline_label="uniform guess", smooth=2)
+    ax = fig.axes[0]
+    raw, running, base = ax.lines
+    np.testing.assert_allclose(raw.get_xdata(), [1, 2, 3, 4, 5])
+    np.testing.assert_allclose(raw.get_ydata(), losses)
+    np.testing.assert_allclose(running.get_ydata(), [3.5, 2.75, 2.25, 1.5])
+    np.testing.assert_allclose(base.get_ydata(), [math.log(80)] * 2)
+    assert [t.get_text() for t in ax.get_legend().get_texts()][-1] == "uniform guess"
+    assert ax.get_xlabel() == "training step" and ax.get_ylabel() == "loss"
+
+
+def test_loss_curve_without_extras_has_one_line():
+    fig = plots.loss_curve(np.array([1.0, 0.5]))
+    assert len(fig.axes[0].lines) == 1
+
+
+@pytest.mark.parametrize("smooth", [1, 2.5, True])
+def test_loss_curve_rejects_bad_smooth(smooth):
+    with pytest.raises(ValueError, match="smooth must be an int >= 2"):
+        plots.loss_curve([1.0, 2.0, 3.0], smooth=smooth)
+
+
+def test_accuracy_bars_heights_labels_and_chance():
+    accuracies = {"bag of words": 0.5, "window MLP": 0.72, "RNN": 0.99}
+    fig = plots.accuracy_bars(accuracies, chance=0.5, highlight="RNN")
+    ax = fig.axes[0]
+    heights = [patch.get_height() for patch in ax.patches]
+    np.testing.assert_allclose(heights, [0.5, 0.72, 0.99])
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(accuracies)
+    assert ax.patches[2].get_facecolor() != ax.patches[0].get_facecolor()
+    assert [t.get_text() for t in ax.texts] == ["0.500", "0.720", "0.990"]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.5, 0.5])
+
+
+@pytest.mark.parametrize("bad, error, match", [({}, TypeError, "non-empty mapping"),
+                                               ({"a": 1.5}, ValueError, r"fractions in \[0, 1\]"),
+                                               ([0.5], TypeError, "mapping")])
+def test_accuracy_bars_rejects_bad_input(bad, error, match):
+    with pytest.raises(error, match=match):
+        plots.accuracy_bars(bad)
+
+
+def test_accuracy_bars_rejects_unknown_highlight():
+    with pytest.raises(ValueError, match="highlight='LSTM' is not one of the models: RNN"):
+        plots.accuracy_bars({"RNN": 0.9}, highlight="LSTM")
+
+
+def test_memory_vs_length_scales_to_unit():
+    lengths = [16, 32, 64]
+    fig = plots.memory_vs_length(lengths, {"full": [1024, 2048, 4096], "chunks": [512, 512, 512]}, unit="KiB")
+    ax = fig.axes[0]
+    full, chunks = ax.lines
+    np.testing.assert_allclose(full.get_xdata(), lengths)
+    np.testing.assert_allclose(full.get_ydata(), [1, 2, 4])
+    np.testing.assert_allclose(chunks.get_ydata(), [0.5, 0.5, 0.5])
+    assert ax.get_xlabel() == "sequence length T" and ax.get_ylabel() == "saved for backward (KiB)"
+
+
+def test_memory_vs_length_single_sequence_gets_default_label():
+    fig = plots.memory_vs_length([1, 2], [10, 20], unit="B")
+    assert fig.axes[0].lines[0].get_label() == "saved for backward"
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), [10, 20])
+
+
+def test_memory_vs_length_rejects_mismatch_and_unit():
+    with pytest.raises(ValueError, match="has 2 values but lengths has 3"):
+        plots.memory_vs_length([1, 2, 3], {"full": [1, 2]})
+    with pytest.raises(ValueError, match="unit must be one of B, KiB, MiB"):
+        plots.memory_vs_length([1], [1], unit="GB")
+
+
+def test_helpers_leave_no_open_pyplot_figures():
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    plots.loss_curve([1.0, 2.0])
+    plots.hidden_state_heatmap(np.zeros((2, 2)))
+    assert plt.get_fignums() == before
