@@ -19,6 +19,19 @@ def device(request):
     return torch.device(request.param)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny-tensor tests: such ops gain nothing from a second
+    thread, and when other processes load the CPU two spinning OpenMP threads made them 30-50x
+    slower here. Use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # What `make book` runs (the Makefile's book recipe; tests/test_browser.py checks the two agree),
 # with the output sent to a temporary folder instead of the repository's _build/.

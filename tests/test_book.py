@@ -12,28 +12,14 @@ import pytest
 import yaml
 from pybtex.database import parse_file
 
+from book_toc import toc_entries
+
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
 # {cite}`a,b`, {cite:p}`a`, {cite:t}`a` and the other roles of sphinxcontrib-bibtex.
 CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
-
-
-def toc_entries() -> list[str]:
-    """Every file named in _toc.yml (root first), without suffix, relative to the repository root."""
-    entries = [TOC["root"]]
-
-    def walk(items):
-        for item in items:
-            if "file" in item:
-                entries.append(item["file"])
-            for key in ("chapters", "sections"):
-                walk(item.get(key, []))
-
-    walk(TOC.get("parts", []))
-    walk(TOC.get("chapters", []))
-    return entries
 
 
 def source_of(entry: str) -> Path:

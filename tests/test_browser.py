@@ -44,6 +44,8 @@ from urllib.parse import unquote, urljoin, urlsplit
 import pytest
 import yaml
 
+from book_toc import toc_entries
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 SCREENSHOTS = ROOT / "_build" / "browser"
@@ -323,19 +325,7 @@ def site(built_book, browser):
 
 def toc_pages() -> list[str]:
     """The HTML page of every _toc.yml entry."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    entries = [toc["root"]]
-
-    def walk(items):
-        for item in items:
-            if "file" in item:
-                entries.append(item["file"])
-            for key in ("chapters", "sections"):
-                walk(item.get(key, []))
-
-    walk(toc.get("parts", []))
-    walk(toc.get("chapters", []))
-    return [f"{entry}.html" for entry in entries]
+    return [f"{entry}.html" for entry in toc_entries()]
 
 
 # --- The book --------------------------------------------------------------------------------------

@@ -10,14 +10,7 @@ from seqcourse.discretize import discretize, discretize_diagonal, integrate, run
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: with one intra-op thread no operation waits for a second core
-    (on a busy machine that wait, not the arithmetic, dominates)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def stable_system(N, M, seed, device="cpu"):

@@ -15,14 +15,7 @@ from seqcourse.tasks import BLANK, IGNORE_INDEX, selective_copy_task
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: with one intra-op thread no operation waits for a second core
-    (on a busy machine that wait, not the arithmetic, dominates)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(device, scan="sequential", layers=2, conv_size=4, seed=0):

@@ -24,6 +24,7 @@ import pytest
 import yaml
 from IPython.core.inputtransformer2 import TransformerManager
 
+from book_toc import toc_entries
 from seqcourse import notebook_setup
 from seqcourse.notebook_setup import CELL_ID, ensure_setup_cell, has_setup_cell, repository_url, setup_cell_source
 
@@ -400,20 +401,6 @@ def test_the_pinned_vendor_packages_are_fetched_for_the_book(offline_assets):
 # --- Reading aids ----------------------------------------------------------------------------------------
 
 
-def _toc_entries() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    entries = [toc["root"]]
-
-    def walk(items):
-        for item in items:
-            if "file" in item:
-                entries.append(item["file"])
-            walk(item.get("chapters", []) + item.get("sections", []))
-
-    walk(toc.get("parts", []))
-    return entries
-
-
 def _markdown(entry: str) -> str:
     path = ROOT / f"{entry}.md"
     if path.is_file():
@@ -438,7 +425,7 @@ def _glossary_terms() -> list[str]:
 
 
 def test_reading_aids_are_in_the_table_of_contents():
-    entries = _toc_entries()
+    entries = toc_entries()
     for page in ("book/glossary", "book/troubleshooting", "book/instructors", "book/references"):
         assert page in entries
     troubleshooting = (ROOT / "book" / "troubleshooting.md").read_text()
@@ -450,7 +437,7 @@ def test_every_glossary_symbol_is_one_the_book_uses():
     terms = _glossary_terms()
     assert len(terms) >= 30 and len(terms) == len(set(terms))
     assert {"h_t", "c_t", "W_h", "f_t", "A", "C", "\\Delta"} <= set(terms)
-    used = "\n".join(_math(_markdown(entry)) for entry in _toc_entries() if entry != "book/glossary")
+    used = "\n".join(_math(_markdown(entry)) for entry in toc_entries() if entry != "book/glossary")
     for term in terms:
         pattern = r"(?<![A-Za-z])" + re.escape(term) + r"(?![A-Za-z0-9{])"
         assert re.search(pattern, used), f"the glossary defines ${term}$, which no page of the book uses"
@@ -458,7 +445,7 @@ def test_every_glossary_symbol_is_one_the_book_uses():
 
 def test_the_book_writes_symbols_as_the_glossary_says():
     """Plain italic vectors and matrices, the step as a subscript: no \\mathbf h, no h^{(t)}."""
-    for entry in _toc_entries():
+    for entry in toc_entries():
         if entry == "book/glossary":  # it names the forms it rules out
             continue
         tex = _math(_markdown(entry))
@@ -469,6 +456,6 @@ def test_the_book_writes_symbols_as_the_glossary_says():
 
 
 def test_every_chapter_cites_the_original_papers():
-    for entry in _toc_entries():
+    for entry in toc_entries():
         if re.fullmatch(r"book/\d\d_\w+", entry):
             assert re.search(r"\{cite(:[a-z]+)?\}`", _markdown(entry)), f"{entry} cites no paper"

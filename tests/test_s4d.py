@@ -14,14 +14,7 @@ from seqcourse.models.wrappers import Classifier, LanguageModel
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: with one intra-op thread no operation waits for a second core
-    (on a busy machine that wait, not the arithmetic, dominates)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_layer(H=3, N=8, init="inv", seed=0, device="cpu", dtype=F64):

@@ -119,16 +119,6 @@ def test_bad_arguments(kwargs, error, match):
         order_task(**kwargs)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny ops gain nothing from intra-op threads, and when other processes load the CPU, two
-    spinning OpenMP threads made this training 30-50x slower (0.4 s -> 20 s) here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_small_rnn_learns_the_task(device, one_thread):
     V, H = 8, 16
     torch.manual_seed(0)
