@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from ..validation import expect_float, expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
+from .rnn import StackedLayers
 
 __all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "copy_gru_from_torch", "copy_lstm_from_torch"]
 
@@ -141,7 +142,7 @@ class LSTMCell(nn.Module):
                 f"bias={self.b is not None}, forget_bias={self.forget_bias}")
 
 
-class LSTM(nn.Module):
+class LSTM(StackedLayers):
     """A stack of L LSTM layers over a batch of sequences (batch-first).
 
     Layer l feeds its h_t to layer l+1 as that layer's x_t. ``forward`` returns the top layer's h_t
@@ -151,16 +152,9 @@ class LSTM(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  forget_bias: float = 1.0):
-        super().__init__()
-        self.input_size = expect_int(input_size, "input_size", minimum=1)
-        self.hidden_size = expect_int(hidden_size, "hidden_size", minimum=1)
-        self.num_layers = expect_int(num_layers, "num_layers", minimum=1)
-        self.bias = bool(bias)
-        self.forget_bias = expect_float(forget_bias, "forget_bias")
-        self.cells = nn.ModuleList(
-            LSTMCell(input_size if layer == 0 else hidden_size, hidden_size, bias, forget_bias)
-            for layer in range(num_layers)
-        )
+        forget_bias = expect_float(forget_bias, "forget_bias")
+        super().__init__(LSTMCell, input_size, hidden_size, num_layers, bias, forget_bias)
+        self.forget_bias = forget_bias
 
     def _check_states(self, state, names: tuple[str, str], batch: int, dtype, device):
         size = {"L": self.num_layers, "B": batch, "H": self.hidden_size}
@@ -216,8 +210,7 @@ class LSTM(nn.Module):
         return layer_input, (torch.stack(new_h), torch.stack(new_c))
 
     def extra_repr(self) -> str:
-        return (f"input_size={self.input_size}, hidden_size={self.hidden_size}, "
-                f"num_layers={self.num_layers}, bias={self.bias}, forget_bias={self.forget_bias}")
+        return f"{super().extra_repr()}, forget_bias={self.forget_bias}"
 
 
 # ---- GRU -------------------------------------------------------------------------------------
@@ -258,7 +251,7 @@ class GRUCell(nn.Module):
         return f"input_size={self.input_size}, hidden_size={self.hidden_size}, bias={self.b_x is not None}"
 
 
-class GRU(nn.Module):
+class GRU(StackedLayers):
     """A stack of L GRU layers over a batch of sequences (batch-first), in the text's convention.
 
     Layer l feeds its h_t to layer l+1 as that layer's x_t. ``forward`` returns the top layer's h_t
@@ -268,14 +261,7 @@ class GRU(nn.Module):
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True):
-        super().__init__()
-        self.input_size = expect_int(input_size, "input_size", minimum=1)
-        self.hidden_size = expect_int(hidden_size, "hidden_size", minimum=1)
-        self.num_layers = expect_int(num_layers, "num_layers", minimum=1)
-        self.bias = bool(bias)
-        self.cells = nn.ModuleList(
-            GRUCell(input_size if layer == 0 else hidden_size, hidden_size, bias) for layer in range(num_layers)
-        )
+        super().__init__(GRUCell, input_size, hidden_size, num_layers, bias)
 
     def _check_h(self, h: torch.Tensor, name: str, batch: int, dtype, device) -> None:
         _check_state(h, name, ("L", "B", "H"), {"L": self.num_layers, "B": batch, "H": self.hidden_size},
@@ -311,9 +297,6 @@ class GRU(nn.Module):
             new_states.append(layer_input)
         return layer_input, torch.stack(new_states)
 
-    def extra_repr(self) -> str:
-        return (f"input_size={self.input_size}, hidden_size={self.hidden_size}, "
-                f"num_layers={self.num_layers}, bias={self.bias}")
 
 
 # ---- copying torch's weights -----------------------------------------------------------------

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..validation import expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
 
-__all__ = ["RNN", "RNNCell", "copy_from_torch"]
+__all__ = ["RNN", "RNNCell", "StackedLayers", "copy_from_torch"]
 
 _WEIGHTS = "(the dtype of the model's weights)"
 
@@ -67,7 +67,29 @@ class RNNCell(nn.Module):
         return f"input_size={self.input_size}, hidden_size={self.hidden_size}, bias={self.b is not None}"
 
 
-class RNN(nn.Module):
+class StackedLayers(nn.Module):
+    """The frame every stacked recurrent model shares (RNN, LSTM, GRU): ``num_layers`` cells in
+    ``.cells``, where layer 0 reads the inputs x_t (D features) and layer l > 0 reads layer l-1's
+    states (H features). ``cell_options`` go to every cell after ``bias``."""
+
+    def __init__(self, cell_class: type[nn.Module], input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, *cell_options):
+        super().__init__()
+        self.input_size = expect_int(input_size, "input_size", minimum=1)
+        self.hidden_size = expect_int(hidden_size, "hidden_size", minimum=1)
+        self.num_layers = expect_int(num_layers, "num_layers", minimum=1)
+        self.bias = bool(bias)
+        self.cells = nn.ModuleList(
+            cell_class(input_size if layer == 0 else hidden_size, hidden_size, bias, *cell_options)
+            for layer in range(num_layers)
+        )
+
+    def extra_repr(self) -> str:
+        return (f"input_size={self.input_size}, hidden_size={self.hidden_size}, "
+                f"num_layers={self.num_layers}, bias={self.bias}")
+
+
+class RNN(StackedLayers):
     """A stack of L tanh RNN layers over a batch of sequences (batch-first).
 
     Layer l (1-indexed) runs ``h^l_t = tanh(W_x^l h^{l-1}_t + W_h^l h^l_{t-1} + b^l)`` with
@@ -76,14 +98,7 @@ class RNN(nn.Module):
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True):
-        super().__init__()
-        self.input_size = expect_int(input_size, "input_size", minimum=1)
-        self.hidden_size = expect_int(hidden_size, "hidden_size", minimum=1)
-        self.num_layers = expect_int(num_layers, "num_layers", minimum=1)
-        self.bias = bool(bias)
-        self.cells = nn.ModuleList(
-            RNNCell(input_size if layer == 0 else hidden_size, hidden_size, bias) for layer in range(num_layers)
-        )
+        super().__init__(RNNCell, input_size, hidden_size, num_layers, bias)
 
     def _check_state(self, h: torch.Tensor, name: str, batch: int, dtype, device) -> None:
         expect_tensor(h, name, dims=("L", "B", "H"),
@@ -133,11 +148,6 @@ class RNN(nn.Module):
             layer_input = cell(layer_input, None if h is None else h[layer])
             new_states.append(layer_input)
         return layer_input, torch.stack(new_states)
-
-    def extra_repr(self) -> str:
-        return (f"input_size={self.input_size}, hidden_size={self.hidden_size}, "
-                f"num_layers={self.num_layers}, bias={self.bias}")
-
 
 def copy_from_torch(ours: RNN, theirs: nn.RNN) -> None:
     """Copy the weights of ``torch.nn.RNN`` into our ``RNN`` so the two compute the same function.
