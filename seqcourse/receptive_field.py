@@ -31,7 +31,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from .models.tcn import receptive_field
-from .validation import expect_int, expect_tensor, module_dtype_device
+from .validation import WEIGHTS_DTYPE, expect_int, expect_tensor, module_dtype_device
 
 __all__ = [
     "ReceptiveFieldExplorer",
@@ -68,7 +68,7 @@ def input_gradient_mask(model: torch.nn.Module, x: torch.Tensor, t: int = -1,
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     dtype, device = module_dtype_device(model)
     expect_tensor(x, "x", dims=("B", "T", "D"), dtype=dtype, device=device,
-                  dtype_reason="(the dtype of the model's weights)")
+                  dtype_reason=WEIGHTS_DTYPE)
     steps = x.shape[1]
     expect_int(t, "t", minimum=-steps, maximum=steps - 1)
     x = x.detach().clone().requires_grad_(True)

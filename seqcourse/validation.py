@@ -208,3 +208,15 @@ def module_dtype_device(module: torch.nn.Module) -> tuple[torch.dtype, torch.dev
     except StopIteration:
         raise ValueError(f"{type(module).__name__} has no parameters, so it has no dtype or device") from None
     return p.dtype, p.device
+
+
+WEIGHTS_DTYPE = "(the dtype of the model's weights)"
+
+
+def expect_model_tensor(module: torch.nn.Module, x, name: str, *, dims: Sequence[str],
+                        size: dict | None = None) -> tuple[torch.dtype, torch.device]:
+    """``expect_tensor`` against the dtype and device of ``module``'s weights (what a model's
+    inputs and states must match); returns that (dtype, device)."""
+    dtype, device = module_dtype_device(module)
+    expect_tensor(x, name, dims=dims, size=size, dtype=dtype, device=device, dtype_reason=WEIGHTS_DTYPE)
+    return dtype, device

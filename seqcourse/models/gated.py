@@ -41,13 +41,10 @@ import math
 import torch
 from torch import nn
 
-from ..validation import expect_float, expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
+from ..validation import expect_float, expect_int, expect_model_tensor, expect_nonempty_time
 from .rnn import StackedLayers
 
 __all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "copy_gru_from_torch", "copy_lstm_from_torch"]
-
-_WEIGHTS = "(the dtype of the model's weights)"
-
 
 def _init_uniform(module: nn.Module, hidden_size: int) -> None:
     """Every parameter uniform in [-1/sqrt(H), 1/sqrt(H)] (torch's default for LSTM and GRU)."""
@@ -71,18 +68,6 @@ def _gru_update(a: torch.Tensor, m: torch.Tensor, h: torch.Tensor) -> torch.Tens
     z = torch.sigmoid(a_z + m_z)
     candidate = torch.tanh(a_h + r * m_h)  # h̃_t
     return (1 - z) * h + z * candidate
-
-
-def _check_input(module: nn.Module, x: torch.Tensor, name: str, dims: tuple[str, ...]):
-    """Check x against the module's input size, dtype and device; return (dtype, device)."""
-    dtype, device = module_dtype_device(module)
-    expect_tensor(x, name, dims=dims, size={"D": module.input_size},
-                  dtype=dtype, device=device, dtype_reason=_WEIGHTS)
-    return dtype, device
-
-
-def _check_state(t: torch.Tensor, name: str, dims: tuple[str, ...], size: dict, dtype, device) -> None:
-    expect_tensor(t, name, dims=dims, size=size, dtype=dtype, device=device, dtype_reason=_WEIGHTS)
 
 
 def _check_pair(state, names: tuple[str, str], shape: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,14 +111,14 @@ class LSTMCell(nn.Module):
 
     def forward(self, x_t: torch.Tensor, state=None) -> tuple[torch.Tensor, torch.Tensor]:
         """x_t (B, D), state = (h_{t-1}, c_{t-1}) each (B, H), or None for zeros -> (h_t, c_t) each (B, H)."""
-        dtype, device = _check_input(self, x_t, "x_t", ("B", "D"))
+        expect_model_tensor(self, x_t, "x_t", dims=("B", "D"), size={"D": self.input_size})
         batch = x_t.shape[0]
         if state is None:
             h = c = x_t.new_zeros(batch, self.hidden_size)
         else:
             h, c = _check_pair(state, ("h", "c"), f"(B={batch}, H={self.hidden_size})")
             for t, name in ((h, "h"), (c, "c")):
-                _check_state(t, name, ("B", "H"), {"B": batch, "H": self.hidden_size}, dtype, device)
+                expect_model_tensor(self, t, name, dims=("B", "H"), size={"B": batch, "H": self.hidden_size})
         gates = nn.functional.linear(x_t, self.W_x, self.b) + h @ self.W_h.T  # (B, 4H)
         return _lstm_update(gates, c)
 
@@ -156,11 +141,10 @@ class LSTM(StackedLayers):
         super().__init__(LSTMCell, input_size, hidden_size, num_layers, bias, forget_bias)
         self.forget_bias = forget_bias
 
-    def _check_states(self, state, names: tuple[str, str], batch: int, dtype, device):
-        size = {"L": self.num_layers, "B": batch, "H": self.hidden_size}
+    def _check_states(self, state, names: tuple[str, str], batch: int):
         h, c = _check_pair(state, names, f"(L={self.num_layers}, B={batch}, H={self.hidden_size})")
         for t, name in ((h, names[0]), (c, names[1])):
-            _check_state(t, name, ("L", "B", "H"), size, dtype, device)
+            self._check_layer_states(t, name, batch)
         return h, c
 
     def forward(self, x: torch.Tensor, state=None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -169,11 +153,11 @@ class LSTM(StackedLayers):
 
         ``outputs[:, t]`` is the top layer's h_t; ``h_n[l]``, ``c_n[l]`` are layer l's after the last step.
         """
-        dtype, device = _check_input(self, x, "x", ("B", "T", "D"))
+        self._check_input(x, "x", ("B", "T", "D"))
         expect_nonempty_time(x, "x")
         batch = x.shape[0]
         if state is not None:
-            h0, c0 = self._check_states(state, ("h0", "c0"), batch, dtype, device)
+            h0, c0 = self._check_states(state, ("h0", "c0"), batch)
         layer_input, last_h, last_c = x, [], []
         for layer, cell in enumerate(self.cells):
             if state is None:
@@ -199,9 +183,9 @@ class LSTM(StackedLayers):
         ``y_t`` is the top layer's new h. Carrying the state through ``step`` on x[:, 0], x[:, 1], ...
         gives the same states as ``forward(x)``, in memory that does not grow with T.
         """
-        dtype, device = _check_input(self, x_t, "x_t", ("B", "D"))
+        self._check_input(x_t, "x_t", ("B", "D"))
         if state is not None:
-            h, c = self._check_states(state, ("h", "c"), x_t.shape[0], dtype, device)
+            h, c = self._check_states(state, ("h", "c"), x_t.shape[0])
         new_h, new_c, layer_input = [], [], x_t
         for layer, cell in enumerate(self.cells):
             layer_input, c_l = cell(layer_input, None if state is None else (h[layer], c[layer]))
@@ -239,11 +223,11 @@ class GRUCell(nn.Module):
 
     def forward(self, x_t: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         """x_t (B, D), h = h_{t-1} (B, H) or None for zeros -> h_t (B, H)."""
-        dtype, device = _check_input(self, x_t, "x_t", ("B", "D"))
+        expect_model_tensor(self, x_t, "x_t", dims=("B", "D"), size={"D": self.input_size})
         if h is None:
             h = x_t.new_zeros(x_t.shape[0], self.hidden_size)
         else:
-            _check_state(h, "h", ("B", "H"), {"B": x_t.shape[0], "H": self.hidden_size}, dtype, device)
+            expect_model_tensor(self, h, "h", dims=("B", "H"), size={"B": x_t.shape[0], "H": self.hidden_size})
         a = nn.functional.linear(x_t, self.W_x, self.b_x)  # (B, 3H)
         return _gru_update(a, nn.functional.linear(h, self.W_h, self.b_h), h)
 
@@ -263,17 +247,13 @@ class GRU(StackedLayers):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True):
         super().__init__(GRUCell, input_size, hidden_size, num_layers, bias)
 
-    def _check_h(self, h: torch.Tensor, name: str, batch: int, dtype, device) -> None:
-        _check_state(h, name, ("L", "B", "H"), {"L": self.num_layers, "B": batch, "H": self.hidden_size},
-                     dtype, device)
-
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, D), h0 (L, B, H) or None for zeros -> (outputs (B, T, H), h_n (L, B, H))."""
-        dtype, device = _check_input(self, x, "x", ("B", "T", "D"))
+        self._check_input(x, "x", ("B", "T", "D"))
         expect_nonempty_time(x, "x")
         batch = x.shape[0]
         if h0 is not None:
-            self._check_h(h0, "h0", batch, dtype, device)
+            self._check_layer_states(h0, "h0", batch)
         layer_input, last_states = x, []
         for layer, cell in enumerate(self.cells):
             h = x.new_zeros(batch, self.hidden_size) if h0 is None else h0[layer]
@@ -285,17 +265,6 @@ class GRU(StackedLayers):
             layer_input = torch.stack(states, dim=1)  # (B, T, H)
             last_states.append(h)
         return layer_input, torch.stack(last_states)
-
-    def step(self, x_t: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One token: x_t (B, D), h (L, B, H) or None for zeros -> (y_t (B, H), h (L, B, H))."""
-        dtype, device = _check_input(self, x_t, "x_t", ("B", "D"))
-        if h is not None:
-            self._check_h(h, "h", x_t.shape[0], dtype, device)
-        new_states, layer_input = [], x_t
-        for layer, cell in enumerate(self.cells):
-            layer_input = cell(layer_input, None if h is None else h[layer])
-            new_states.append(layer_input)
-        return layer_input, torch.stack(new_states)
 
 
 

@@ -32,12 +32,11 @@ import torch
 from torch import nn
 
 from ..scan import selective_scan
-from ..validation import expect_float, expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
+from ..validation import WEIGHTS_DTYPE, expect_float, expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
 
 __all__ = ["Mamba", "MambaBlock"]
 
 SCANS = ("sequential", "parallel")
-_WEIGHTS = "(the dtype of the model's weights)"
 
 
 def _check_scan(scan) -> str:
@@ -107,15 +106,15 @@ class MambaBlock(nn.Module):
         dtype, device = module_dtype_device(self)
         expect_tensor(state[0], "conv_state", dims=("B", "E", "K-1"),
                       size={"B": batch, "E": self.inner_size, "K-1": self.conv_size - 1},
-                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+                      dtype=dtype, device=device, dtype_reason=WEIGHTS_DTYPE)
         expect_tensor(state[1], "ssm_state", dims=("B", "E", "N"),
                       size={"B": batch, "E": self.inner_size, "N": self.state_size},
-                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+                      dtype=dtype, device=device, dtype_reason=WEIGHTS_DTYPE)
 
     def _check_input(self, v: torch.Tensor, state, dims) -> None:
         dtype, device = module_dtype_device(self)
         expect_tensor(v, "v" if len(dims) == 3 else "v_t", dims=dims, size={"H": self.d_model},
-                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+                      dtype=dtype, device=device, dtype_reason=WEIGHTS_DTYPE)
         if len(dims) == 3:
             expect_nonempty_time(v, "v")
         if state is not None:
@@ -217,7 +216,7 @@ class Mamba(nn.Module):
         dtype, device = module_dtype_device(self)
         name = "x_t" if one_step else "x"
         expect_tensor(x, name, dims=dims, size={"D": self.input_size}, dtype=dtype, device=device,
-                      dtype_reason=_WEIGHTS)
+                      dtype_reason=WEIGHTS_DTYPE)
         if not one_step:
             expect_nonempty_time(x, "x")
         states = self._layer_states(state, x.shape[0])

@@ -29,11 +29,10 @@ import math
 import torch
 from torch import nn
 
-from ..validation import expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
+from ..validation import WEIGHTS_DTYPE, expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
 
 __all__ = ["OrthogonalRNN", "skew_to_orthogonal"]
 
-_WEIGHTS = "(the dtype of the model's weights)"
 _NONLINEARITIES = {"tanh": torch.tanh, "identity": lambda z: z}
 
 
@@ -100,13 +99,13 @@ class OrthogonalRNN(nn.Module):
 
     def _check_state(self, h: torch.Tensor, name: str, batch: int, dtype, device) -> None:
         expect_tensor(h, name, dims=("L", "B", "H"), size={"L": 1, "B": batch, "H": self.hidden_size},
-                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+                      dtype=dtype, device=device, dtype_reason=WEIGHTS_DTYPE)
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, D), h0 (1, B, H) or None for zeros -> (outputs (B, T, H), h_n (1, B, H))."""
         dtype, device = module_dtype_device(self)
         expect_tensor(x, "x", dims=("B", "T", "D"), size={"D": self.input_size},
-                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+                      dtype=dtype, device=device, dtype_reason=WEIGHTS_DTYPE)
         expect_nonempty_time(x, "x")
         if h0 is not None:
             self._check_state(h0, "h0", x.shape[0], dtype, device)
@@ -123,7 +122,7 @@ class OrthogonalRNN(nn.Module):
         """One token: x_t (B, D), h (1, B, H) or None for zeros -> (y_t = h_t (B, H), h (1, B, H))."""
         dtype, device = module_dtype_device(self)
         expect_tensor(x_t, "x_t", dims=("B", "D"), size={"D": self.input_size},
-                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+                      dtype=dtype, device=device, dtype_reason=WEIGHTS_DTYPE)
         if h is None:
             h_prev = x_t.new_zeros(x_t.shape[0], self.hidden_size)
         else:

@@ -22,11 +22,9 @@ import math
 import torch
 from torch import nn
 
-from ..validation import expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
+from ..validation import expect_int, expect_model_tensor, expect_nonempty_time
 
 __all__ = ["RNN", "RNNCell", "StackedLayers", "copy_from_torch"]
-
-_WEIGHTS = "(the dtype of the model's weights)"
 
 
 class RNNCell(nn.Module):
@@ -53,14 +51,11 @@ class RNNCell(nn.Module):
 
     def forward(self, x_t: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         """x_t (B, D), h = h_{t-1} (B, H) or None for zeros -> h_t (B, H)."""
-        dtype, device = module_dtype_device(self)
-        expect_tensor(x_t, "x_t", dims=("B", "D"), size={"D": self.input_size},
-                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+        expect_model_tensor(self, x_t, "x_t", dims=("B", "D"), size={"D": self.input_size})
         if h is None:
             h = x_t.new_zeros(x_t.shape[0], self.hidden_size)
         else:
-            expect_tensor(h, "h", dims=("B", "H"), size={"B": x_t.shape[0], "H": self.hidden_size},
-                          dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+            expect_model_tensor(self, h, "h", dims=("B", "H"), size={"B": x_t.shape[0], "H": self.hidden_size})
         return torch.tanh(nn.functional.linear(x_t, self.W_x, self.b) + h @ self.W_h.T)
 
     def extra_repr(self) -> str:
@@ -84,6 +79,30 @@ class StackedLayers(nn.Module):
             for layer in range(num_layers)
         )
 
+    def _check_input(self, x: torch.Tensor, name: str, dims: tuple[str, ...]) -> None:
+        expect_model_tensor(self, x, name, dims=dims, size={"D": self.input_size})
+
+    def _check_layer_states(self, h: torch.Tensor, name: str, batch: int) -> None:
+        """One (L, B, H) tensor holding every layer's state."""
+        expect_model_tensor(self, h, name, dims=("L", "B", "H"),
+                            size={"L": self.num_layers, "B": batch, "H": self.hidden_size})
+
+    def step(self, x_t: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token: x_t (B, D), h (L, B, H) or None for zeros -> (y_t (B, H), h (L, B, H)).
+
+        For stacks whose state is one tensor per layer (RNN, GRU; the LSTM's (h, c) overrides it).
+        ``y_t`` is the top layer's new state. Calling ``step`` on x[:, 0], x[:, 1], ... while
+        carrying ``h`` gives the same states as ``forward(x)``, in memory that does not grow with T.
+        """
+        self._check_input(x_t, "x_t", ("B", "D"))
+        if h is not None:
+            self._check_layer_states(h, "h", x_t.shape[0])
+        new_states, layer_input = [], x_t
+        for layer, cell in enumerate(self.cells):
+            layer_input = cell(layer_input, None if h is None else h[layer])
+            new_states.append(layer_input)
+        return layer_input, torch.stack(new_states)
+
     def extra_repr(self) -> str:
         return (f"input_size={self.input_size}, hidden_size={self.hidden_size}, "
                 f"num_layers={self.num_layers}, bias={self.bias}")
@@ -100,23 +119,16 @@ class RNN(StackedLayers):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True):
         super().__init__(RNNCell, input_size, hidden_size, num_layers, bias)
 
-    def _check_state(self, h: torch.Tensor, name: str, batch: int, dtype, device) -> None:
-        expect_tensor(h, name, dims=("L", "B", "H"),
-                      size={"L": self.num_layers, "B": batch, "H": self.hidden_size},
-                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
-
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, D), h0 (L, B, H) or None for zeros -> (outputs (B, T, H), h_n (L, B, H)).
 
         ``outputs[:, t]`` is the top layer's h_t; ``h_n[l]`` is layer l's state after the last step.
         """
-        dtype, device = module_dtype_device(self)
-        expect_tensor(x, "x", dims=("B", "T", "D"), size={"D": self.input_size},
-                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+        self._check_input(x, "x", ("B", "T", "D"))
         expect_nonempty_time(x, "x")
         batch = x.shape[0]
         if h0 is not None:
-            self._check_state(h0, "h0", batch, dtype, device)
+            self._check_layer_states(h0, "h0", batch)
         layer_input, last_states = x, []
         for layer, cell in enumerate(self.cells):
             h = x.new_zeros(batch, self.hidden_size) if h0 is None else h0[layer]
@@ -132,22 +144,6 @@ class RNN(StackedLayers):
             last_states.append(h)
         return layer_input, torch.stack(last_states)
 
-    def step(self, x_t: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One token: x_t (B, D), h (L, B, H) or None for zeros -> (y_t (B, H), h (L, B, H)).
-
-        ``y_t`` is the top layer's new state. Calling ``step`` on x[:, 0], x[:, 1], ... while
-        carrying ``h`` gives the same states as ``forward(x)``, in memory that does not grow with T.
-        """
-        dtype, device = module_dtype_device(self)
-        expect_tensor(x_t, "x_t", dims=("B", "D"), size={"D": self.input_size},
-                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
-        if h is not None:
-            self._check_state(h, "h", x_t.shape[0], dtype, device)
-        new_states, layer_input = [], x_t
-        for layer, cell in enumerate(self.cells):
-            layer_input = cell(layer_input, None if h is None else h[layer])
-            new_states.append(layer_input)
-        return layer_input, torch.stack(new_states)
 
 def copy_from_torch(ours: RNN, theirs: nn.RNN) -> None:
     """Copy the weights of ``torch.nn.RNN`` into our ``RNN`` so the two compute the same function.

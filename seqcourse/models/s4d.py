@@ -39,12 +39,11 @@ import torch
 from torch import nn
 
 from ..discretize import discretize_diagonal
-from ..validation import expect_float, expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
+from ..validation import WEIGHTS_DTYPE, expect_float, expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
 
 __all__ = ["S4D", "S4DLayer", "s4d_imaginary_parts"]
 
 INITS = ("lin", "inv")
-_WEIGHTS = "(the dtype of the model's weights)"
 
 
 def s4d_imaginary_parts(state_size: int, init: str = "inv") -> torch.Tensor:
@@ -131,7 +130,7 @@ class S4DLayer(nn.Module):
     def _check_input(self, x: torch.Tensor, state, dims=("B", "T", "H")) -> None:
         dtype, device = module_dtype_device(self)
         expect_tensor(x, "x" if len(dims) == 3 else "x_t", dims=dims, size={"H": self.channels},
-                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+                      dtype=dtype, device=device, dtype_reason=WEIGHTS_DTYPE)
         if len(dims) == 3:
             expect_nonempty_time(x, "x")
         if state is not None:
@@ -227,7 +226,7 @@ class S4D(nn.Module):
         """x (B, T, D), state (L, B, H, N/2) or None -> (outputs (B, T, H), state (L, B, H, N/2))."""
         dtype, device = module_dtype_device(self)
         expect_tensor(x, "x", dims=("B", "T", "D"), size={"D": self.input_size}, dtype=dtype, device=device,
-                      dtype_reason=_WEIGHTS)
+                      dtype_reason=WEIGHTS_DTYPE)
         expect_nonempty_time(x, "x")
         if state is not None:
             self._check_state(state, x.shape[0])
@@ -242,7 +241,7 @@ class S4D(nn.Module):
         """One step: x_t (B, D), state (L, B, H, N/2) or None -> (y_t (B, H), state)."""
         dtype, device = module_dtype_device(self)
         expect_tensor(x_t, "x_t", dims=("B", "D"), size={"D": self.input_size}, dtype=dtype, device=device,
-                      dtype_reason=_WEIGHTS)
+                      dtype_reason=WEIGHTS_DTYPE)
         if state is not None:
             self._check_state(state, x_t.shape[0])
         v, states = self.W_in(x_t), []

@@ -42,11 +42,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..validation import expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
+from ..validation import WEIGHTS_DTYPE, expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
 
 __all__ = ["CausalConv1d", "TCN", "TCNBlock", "receptive_field", "tcn_receptive_field"]
-
-_WEIGHTS = "(the dtype of the model's weights)"
 
 
 def receptive_field(kernel_size: int, dilations: Sequence[int]) -> int:
@@ -116,7 +114,7 @@ class CausalConv1d(nn.Module):
     def _check_buffer(self, buffer, batch: int, dtype, device) -> None:
         expect_tensor(buffer, "buffer", dims=("B", "(k-1)d", "C_in"),
                       size={"B": batch, "(k-1)d": self.context, "C_in": self.in_channels},
-                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+                      dtype=dtype, device=device, dtype_reason=WEIGHTS_DTYPE)
 
     def forward(self, x: torch.Tensor, buffer: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, C_in), buffer (B, (k-1)d, C_in) or None for zeros -> (y (B, T, C_out), buffer).
@@ -126,7 +124,7 @@ class CausalConv1d(nn.Module):
         """
         dtype, device = module_dtype_device(self)
         expect_tensor(x, "x", dims=("B", "T", "C_in"), size={"C_in": self.in_channels},
-                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+                      dtype=dtype, device=device, dtype_reason=WEIGHTS_DTYPE)
         expect_nonempty_time(x, "x")
         if buffer is None:
             buffer = x.new_zeros(x.shape[0], self.context, self.in_channels)
@@ -143,7 +141,7 @@ class CausalConv1d(nn.Module):
         """
         dtype, device = module_dtype_device(self)
         expect_tensor(x_t, "x_t", dims=("B", "C_in"), size={"C_in": self.in_channels},
-                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+                      dtype=dtype, device=device, dtype_reason=WEIGHTS_DTYPE)
         if buffer is None:
             buffer = x_t.new_zeros(x_t.shape[0], self.context, self.in_channels)
         else:
@@ -267,7 +265,7 @@ class TCN(nn.Module):
         """
         dtype, device = module_dtype_device(self)
         expect_tensor(x, "x", dims=("B", "T", "D"), size={"D": self.input_size},
-                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+                      dtype=dtype, device=device, dtype_reason=WEIGHTS_DTYPE)
         if state is not None:
             self._check_state(state)
         h, states = x, []
@@ -285,7 +283,7 @@ class TCN(nn.Module):
         """
         dtype, device = module_dtype_device(self)
         expect_tensor(x_t, "x_t", dims=("B", "D"), size={"D": self.input_size},
-                      dtype=dtype, device=device, dtype_reason=_WEIGHTS)
+                      dtype=dtype, device=device, dtype_reason=WEIGHTS_DTYPE)
         if state is not None:
             self._check_state(state)
         h, states = x_t, []
