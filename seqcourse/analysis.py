@@ -6,7 +6,7 @@ pools), so the book can show on a laptop how training memory grows with sequence
 stores every h_t, so its saved bytes grow linearly in T.
 
 The Gradients chapter's tools (symbols: h_t the state after step t, W_h the recurrent matrix,
-J_t = ∂h_t/∂h_{t-1} = diag(φ'(z_t)) W_h the one-step Jacobian):
+J_t = ∂h_t/∂h_{t-1} = diag(φ'(a_t)) W_h the one-step Jacobian):
 
     state_gradient_norms(model, x, loss_fn=None)   ‖∂L/∂h_t‖ for every t, any model with step()
     jacobian_chain_norms(W_h, derivatives)         ‖J_K ··· J_{K-k+1}‖₂ for k = 1 ... K
@@ -67,10 +67,10 @@ def saved_tensor_bytes(fn: Callable[[], object]) -> int:
 # ---------------------------------------------------------------------------------------------
 # Gradients over time (the Gradients chapter)
 #
-# Symbols: h_t (B, H) the state after step t, W_h (H, H) the recurrent matrix, z_t the
-# pre-activation W_x x_t + W_h h_{t-1} + b, so h_t = phi(z_t). One step's Jacobian is
+# Symbols: h_t (B, H) the state after step t, W_h (H, H) the recurrent matrix, a_t the
+# pre-activation W_x x_t + W_h h_{t-1} + b, so h_t = phi(a_t). One step's Jacobian is
 #
-#     J_t = dh_t/dh_{t-1} = diag(phi'(z_t)) W_h,
+#     J_t = dh_t/dh_{t-1} = diag(phi'(a_t)) W_h,
 #
 # and the gradient a loss at step T sends back k steps is dL/dh_{T-k} = dL/dh_T J_T ... J_{T-k+1}.
 # ---------------------------------------------------------------------------------------------
@@ -326,7 +326,7 @@ def gradient_decay_curves(
     h, derivatives = torch.zeros(H, dtype=torch.float64), []
     for x_t in x:
         h = torch.tanh(W_x @ x_t + W_h @ h)  # (H,)
-        derivatives.append(1 - h**2)  # tanh'(z_t)
+        derivatives.append(1 - h**2)  # tanh'(a_t)
     return {
         "linear": jacobian_chain_norms(W_h, steps=K),
         "tanh": jacobian_chain_norms(W_h, torch.stack(derivatives)),

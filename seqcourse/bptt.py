@@ -4,12 +4,12 @@ Forward (t = 1..T, batch rows independent):
 
     a_t = W_x x_t + W_h h_{t-1} + b,      h_t = tanh(a_t),      h_0 given.
 
-Let g_t = ∂L/∂h_t be the gradient the loss sends *directly* to h_t (through the outputs at step t;
+Let γ_t = ∂L/∂h_t be the gradient the loss sends *directly* to h_t (through the outputs at step t;
 the argument ``dL_dh``). The *total* gradient δ_t = dL/dh_t also collects what flows back from the
 future through h_{t+1} = tanh(W_x x_{t+1} + W_h h_t + b). Since tanh'(a) = 1 − tanh(a)²,
 
     δ_T = g_T,
-    δ_t = g_t + W_hᵀ (δ_{t+1} ⊙ (1 − h_{t+1}²))          for t = T−1, ..., 1.
+    δ_t = γ_t + W_hᵀ (δ_{t+1} ⊙ (1 − h_{t+1}²))          for t = T−1, ..., 1.
 
 Write ε_t = δ_t ⊙ (1 − h_t²) = dL/da_t. Each parameter is used at every step, so its gradient is a
 sum over steps (and over the batch):
@@ -20,11 +20,11 @@ sum over steps (and over the batch):
 The backward is one sweep from t = T down to 1: O(T) time, and it needs every h_t from the forward
 (that stored sequence is the memory cost of training a recurrent network).
 
-Truncated BPTT with window k: the gradient from g_t may flow back through at most k steps,
+Truncated BPTT with window k: the gradient from γ_t may flow back through at most k steps,
 i.e. into a_t, a_{t−1}, ..., a_{t−k+1} and no further (as if h_{t−k} were detached in the forward
 that produces h_t; h_0 itself is reached only when t ≤ k). Then the ε's of that term are
 
-    ε^{(t)}_t = g_t ⊙ (1 − h_t²),   ε^{(t)}_{s−1} = (W_hᵀ ε^{(t)}_s) ⊙ (1 − h_{s−1}²),   s > t−k+1,
+    ε^{(t)}_t = γ_t ⊙ (1 − h_t²),   ε^{(t)}_{s−1} = (W_hᵀ ε^{(t)}_s) ⊙ (1 − h_{s−1}²),   s > t−k+1,
 
 and each gradient above is the same sum with ε_s replaced by Σ_t ε^{(t)}_s. With k ≥ T nothing is
 cut and the result is full BPTT. This costs O(T·k); the loop is written out for each t to follow
@@ -89,7 +89,7 @@ def rnn_bptt(W_x, W_h, b, x, h0, dL_dh, truncate: int | None = None) -> dict[str
                 delta = e @ W_h  # W_hᵀ ε_t, as rows: (B, H)
             dh0 = delta
         else:
-            for t in range(T):  # the loss term g_t · h_t ...
+            for t in range(T):  # the loss term γ_t · h_t ...
                 e = dL_dh[:, t] * slope[:, t]
                 for s in range(t, max(t - truncate, -1), -1):  # ... reaches a_t, ..., a_{t-k+1}
                     eps[:, s] += e
