@@ -33,6 +33,12 @@ cannot be merged with the input bias b^h.
 ``LSTM`` computes the same function as ``torch.nn.LSTM(..., batch_first=True)`` and ``GRU`` the same
 as ``torch.nn.GRU(..., batch_first=True)``; ``copy_lstm_from_torch`` and ``copy_gru_from_torch`` copy
 their weights (mind the GRU's update-gate convention, explained there), and the tests compare them.
+
+Fast path: ``LSTM(..., fast=True)`` / ``GRU(..., fast=True)`` (or ``model.fast = True`` later) runs the
+same parameters through torch's fused kernels (``torch._VF.lstm`` / ``torch._VF.gru``, what
+``torch.nn.LSTM`` / ``torch.nn.GRU`` call; oneDNN on CPU, cuDNN on a GPU) instead of the Python loop.
+Gradients flow to our parameters; tests/test_fast_paths.py checks both paths give the same outputs,
+states and gradients. The long training runs use it; ``step`` is always the readable cell.
 """
 from __future__ import annotations
 
@@ -42,7 +48,7 @@ import torch
 from torch import nn
 
 from ..validation import expect_float, expect_int, expect_model_tensor, expect_nonempty_time
-from .rnn import StackedLayers
+from .rnn import FastPath, StackedLayers
 
 __all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "copy_gru_from_torch", "copy_lstm_from_torch"]
 
@@ -127,19 +133,21 @@ class LSTMCell(nn.Module):
                 f"bias={self.b is not None}, forget_bias={self.forget_bias}")
 
 
-class LSTM(StackedLayers):
+class LSTM(FastPath, StackedLayers):
     """A stack of L LSTM layers over a batch of sequences (batch-first).
 
     Layer l feeds its h_t to layer l+1 as that layer's x_t. ``forward`` returns the top layer's h_t
     for every step and every layer's last (h, c), like ``torch.nn.LSTM(..., batch_first=True)``.
-    ``.cells`` is a ModuleList of ``LSTMCell``.
+    ``.cells`` is a ModuleList of ``LSTMCell``. ``fast=True`` computes the same function with
+    torch's fused kernel (module docstring).
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 forget_bias: float = 1.0):
+                 forget_bias: float = 1.0, fast: bool = False):
         forget_bias = expect_float(forget_bias, "forget_bias")
         super().__init__(LSTMCell, input_size, hidden_size, num_layers, bias, forget_bias)
         self.forget_bias = forget_bias
+        self.fast = fast
 
     def _check_states(self, state, names: tuple[str, str], batch: int):
         h, c = _check_pair(state, names, f"(L={self.num_layers}, B={batch}, H={self.hidden_size})")
@@ -158,6 +166,8 @@ class LSTM(StackedLayers):
         batch = x.shape[0]
         if state is not None:
             h0, c0 = self._check_states(state, ("h0", "c0"), batch)
+        if self.fast:
+            return self._fused(x, state)
         layer_input, last_h, last_c = x, [], []
         for layer, cell in enumerate(self.cells):
             if state is None:
@@ -177,6 +187,19 @@ class LSTM(StackedLayers):
             last_c.append(c)
         return layer_input, (torch.stack(last_h), torch.stack(last_c))
 
+    def _fused(self, x: torch.Tensor, state) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The same stack in torch's fused kernel: per layer [W_x, W_h, b, 0] stands for torch's
+        [weight_ih, weight_hh, bias_ih, bias_hh] (our one bias b = b_ih + b_hh; same gate order)."""
+        if state is None:
+            zeros = x.new_zeros(self.num_layers, x.shape[0], self.hidden_size)
+            state = (zeros, zeros)
+        weights = []
+        for cell in self.cells:
+            weights += [cell.W_x, cell.W_h] + ([cell.b, torch.zeros_like(cell.b)] if self.bias else [])
+        out, h_n, c_n = self._call_fused(torch._VF.lstm, x, tuple(state), weights, self.bias,
+                                         self.num_layers, 0.0, self.training, False, True)
+        return out, (h_n, c_n)
+
     def step(self, x_t: torch.Tensor, state=None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """One token: x_t (B, D), state = (h, c) each (L, B, H) or None -> (y_t (B, H), (h, c)).
 
@@ -194,7 +217,7 @@ class LSTM(StackedLayers):
         return layer_input, (torch.stack(new_h), torch.stack(new_c))
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, forget_bias={self.forget_bias}"
+        return f"{super().extra_repr()}, forget_bias={self.forget_bias}, fast={self.fast}"
 
 
 # ---- GRU -------------------------------------------------------------------------------------
@@ -235,17 +258,20 @@ class GRUCell(nn.Module):
         return f"input_size={self.input_size}, hidden_size={self.hidden_size}, bias={self.b_x is not None}"
 
 
-class GRU(StackedLayers):
+class GRU(FastPath, StackedLayers):
     """A stack of L GRU layers over a batch of sequences (batch-first), in the text's convention.
 
     Layer l feeds its h_t to layer l+1 as that layer's x_t. ``forward`` returns the top layer's h_t
     for every step and every layer's last state, like ``torch.nn.GRU(..., batch_first=True)`` — the
     same function once ``copy_gru_from_torch`` has mapped torch's update gate to ours.
-    ``.cells`` is a ModuleList of ``GRUCell``.
+    ``.cells`` is a ModuleList of ``GRUCell``. ``fast=True`` computes the same function with
+    torch's fused kernel (module docstring).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 fast: bool = False):
         super().__init__(GRUCell, input_size, hidden_size, num_layers, bias)
+        self.fast = fast
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, D), h0 (L, B, H) or None for zeros -> (outputs (B, T, H), h_n (L, B, H))."""
@@ -254,6 +280,8 @@ class GRU(StackedLayers):
         batch = x.shape[0]
         if h0 is not None:
             self._check_layer_states(h0, "h0", batch)
+        if self.fast:
+            return self._fused(x, h0)
         layer_input, last_states = x, []
         for layer, cell in enumerate(self.cells):
             h = x.new_zeros(batch, self.hidden_size) if h0 is None else h0[layer]
@@ -265,6 +293,28 @@ class GRU(StackedLayers):
             layer_input = torch.stack(states, dim=1)  # (B, T, H)
             last_states.append(h)
         return layer_input, torch.stack(last_states)
+
+    def _fused(self, x: torch.Tensor, h0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same stack in torch's fused kernel. torch's update gate is 1 - ours, and σ(-a) = 1 - σ(a),
+        so the z-rows [H:2H] of every weight and bias go in negated (``copy_gru_from_torch`` in reverse);
+        the negation is part of the graph, so the gradients reach W_x, W_h, b_x, b_h unchanged in layout."""
+        if h0 is None:
+            h0 = x.new_zeros(self.num_layers, x.shape[0], self.hidden_size)
+        H = self.hidden_size
+
+        def torch_convention(p: torch.Tensor) -> torch.Tensor:
+            return torch.cat([p[:H], -p[H:2 * H], p[2 * H:]])
+
+        weights = []
+        for cell in self.cells:
+            weights += [torch_convention(p) for p in (cell.W_x, cell.W_h)]
+            if self.bias:
+                weights += [torch_convention(p) for p in (cell.b_x, cell.b_h)]
+        return self._call_fused(torch._VF.gru, x, h0, weights, self.bias, self.num_layers,
+                                0.0, self.training, False, True)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, fast={self.fast}"
 
 
 

@@ -14,17 +14,48 @@ One step of the recurrence:
 A stack of L layers feeds layer l the hidden states of layer l-1 as its inputs x_t.
 ``RNN`` computes the same function as ``torch.nn.RNN(..., batch_first=True)`` (whose two biases
 b_ih + b_hh are our one b): ``copy_from_torch`` copies its weights, and the tests compare the two.
+
+Fast path: ``RNN(..., fast=True)`` (or ``model.fast = True`` later) runs the same parameters through
+torch's fused multi-layer kernel (``torch._VF.rnn_tanh``, what ``torch.nn.RNN`` itself calls) instead
+of the Python loop; gradients flow to ``W_x``, ``W_h``, ``b`` as before, and tests/test_fast_paths.py
+checks the two paths compute the same outputs, states and gradients. ``step`` is always the readable cell.
 """
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
 
 from ..validation import expect_int, expect_model_tensor, expect_nonempty_time
 
-__all__ = ["RNN", "RNNCell", "StackedLayers", "copy_from_torch"]
+__all__ = ["FastPath", "RNN", "RNNCell", "StackedLayers", "copy_from_torch"]
+
+
+class FastPath:
+    """The ``fast`` switch shared by RNN, LSTM and GRU: ``False`` runs the readable Python loop over
+    t, ``True`` hands the same parameters to torch's fused kernel (``_fused``, per class). Only a bool
+    is accepted, at construction or later (``model.fast = True``)."""
+
+    @property
+    def fast(self) -> bool:
+        return self._fast
+
+    @fast.setter
+    def fast(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"fast must be True or False; got {type(value).__name__} {value!r}")
+        self._fast = value
+
+    @staticmethod
+    def _call_fused(kernel, *args):
+        """Call a ``torch._VF`` recurrent kernel. Our weights live in separate tensors, not in one
+        flat buffer as ``torch.nn``'s do; cuDNN warns that it compacts them on every call, which is
+        expected here (the copy is part of the measured cost), so that one warning is silenced."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*not part of single contiguous chunk of memory.*")
+            return kernel(*args)
 
 
 class RNNCell(nn.Module):
@@ -108,16 +139,19 @@ class StackedLayers(nn.Module):
                 f"num_layers={self.num_layers}, bias={self.bias}")
 
 
-class RNN(StackedLayers):
+class RNN(FastPath, StackedLayers):
     """A stack of L tanh RNN layers over a batch of sequences (batch-first).
 
     Layer l (1-indexed) runs ``h^l_t = tanh(W_x^l h^{l-1}_t + W_h^l h^l_{t-1} + b^l)`` with
     ``h^0_t = x_t``. ``forward`` returns the top layer's states for every step and every
-    layer's last state, like ``torch.nn.RNN(..., batch_first=True)``.
+    layer's last state, like ``torch.nn.RNN(..., batch_first=True)``. ``fast=True`` computes the
+    same function with torch's fused kernel (module docstring).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 fast: bool = False):
         super().__init__(RNNCell, input_size, hidden_size, num_layers, bias)
+        self.fast = fast
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, D), h0 (L, B, H) or None for zeros -> (outputs (B, T, H), h_n (L, B, H)).
@@ -129,6 +163,8 @@ class RNN(StackedLayers):
         batch = x.shape[0]
         if h0 is not None:
             self._check_layer_states(h0, "h0", batch)
+        if self.fast:
+            return self._fused(x, h0)
         layer_input, last_states = x, []
         for layer, cell in enumerate(self.cells):
             h = x.new_zeros(batch, self.hidden_size) if h0 is None else h0[layer]
@@ -143,6 +179,20 @@ class RNN(StackedLayers):
             layer_input = torch.stack(states, dim=1)  # (B, T, H)
             last_states.append(h)
         return layer_input, torch.stack(last_states)
+
+    def _fused(self, x: torch.Tensor, h0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same recurrence in torch's fused kernel: per layer [W_x, W_h, b, 0] stands for torch's
+        [weight_ih, weight_hh, bias_ih, bias_hh] (our one bias b = b_ih + b_hh)."""
+        if h0 is None:
+            h0 = x.new_zeros(self.num_layers, x.shape[0], self.hidden_size)
+        weights = []
+        for cell in self.cells:
+            weights += [cell.W_x, cell.W_h] + ([cell.b, torch.zeros_like(cell.b)] if self.bias else [])
+        return self._call_fused(torch._VF.rnn_tanh, x, h0, weights, self.bias, self.num_layers,
+                                0.0, self.training, False, True)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, fast={self.fast}"
 
 
 def copy_from_torch(ours: RNN, theirs: nn.RNN) -> None:
