@@ -309,3 +309,95 @@ def selective_copy_task(
     targets = torch.full_like(inputs, IGNORE_INDEX)
     targets[:, length:] = symbols
     return inputs, targets
+
+
+# ---- transduction and tagging (the Gating chapter) -------------------------------------------
+
+PAD = 0
+"""Id of the padding token in ``reverse_task``: fills the source after its last symbol and the
+targets after EOS. Losses skip it (``cross_entropy(..., ignore_index=PAD)``)."""
+BOS = 1
+"""Id of the begin-of-sequence token: the first decoder input of ``reverse_task``."""
+EOS = 2
+"""Id of the end-of-sequence token: the last real target of ``reverse_task``."""
+FIRST_SYMBOL = 3
+"""The smallest id of a content symbol in ``reverse_task`` (ids below it are PAD, BOS, EOS)."""
+
+
+def reverse_task(
+    n: int,
+    length: int,
+    vocab_size: int = 12,
+    min_length: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Sequence reversal, a transduction task: read :math:`a_1 \dots a_\ell`, write :math:`a_\ell \dots a_1`.
+
+    Token ids: ``PAD = 0``, ``BOS = 1``, ``EOS = 2`` and the content symbols
+    ``FIRST_SYMBOL = 3, ..., V - 1`` (V = ``vocab_size``), shared by source and target. Each example's
+    length :math:`\ell` is drawn uniformly from ``[min_length, length]`` (``min_length`` defaults to
+    ``length``: every example then has the full length), its symbols uniformly and independently.
+    With S = ``length``:
+
+    * ``src`` (n, S): :math:`a_1 \dots a_\ell`, then PAD (padding only on the right);
+    * ``tgt_in`` (n, S + 1): ``BOS`` :math:`a_\ell \dots a_1`, then PAD: what the decoder reads under
+      teacher forcing, the target shifted right by one;
+    * ``tgt_out`` (n, S + 1): :math:`a_\ell \dots a_1` ``EOS``, then PAD: what it must predict.
+
+    The first output symbol is the last one read, but the last output symbol :math:`a_1` was read
+    :math:`\ell` steps before the decoder starts: an encoder that passes only its final state on must
+    hold all :math:`\ell` symbols in it. Guessing scores :math:`(V - 3)^{-\ell}` exact matches.
+
+    Returns:
+        ``(src, tgt_in, tgt_out)``, long tensors on the CPU.
+    """
+    expect_int(n, "n", minimum=1)
+    S = expect_int(length, "length", minimum=1)
+    lo = S if min_length is None else expect_int(min_length, "min_length", minimum=1, maximum=S)
+    V = expect_int(vocab_size, "vocab_size", minimum=FIRST_SYMBOL + 1)
+    _check_generator(generator)
+    lengths = torch.randint(lo, S + 1, (n, 1), generator=generator)  # (n, 1)
+    symbols = torch.randint(FIRST_SYMBOL, V, (n, S), generator=generator)  # (n, S)
+    steps = torch.arange(S + 1)  # (S + 1,)
+    src = torch.where(steps[:S] < lengths, symbols, PAD)  # (n, S)
+    # Position k of the reversed sequence holds symbol l - 1 - k (for k < l).
+    source_index = (lengths - 1 - steps).clamp(min=0)  # (n, S + 1)
+    reversed_symbols = symbols.gather(1, source_index.clamp(max=S - 1))
+    tgt_out = torch.where(steps < lengths, reversed_symbols, PAD)
+    tgt_out = torch.where(steps == lengths, EOS, tgt_out)
+    tgt_in = torch.cat([torch.full((n, 1), BOS), tgt_out[:, :-1]], dim=1)
+    tgt_in = torch.where(tgt_in == EOS, PAD, tgt_in)
+    return src, tgt_in, tgt_out
+
+
+def lookahead_parity(
+    n: int, length: int, lag: int = 1, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""A tagging task whose label depends on the future: the XOR of the current bit and the bit ``lag`` steps AHEAD.
+
+    The mirror image of ``delayed_parity``. Bits :math:`b_0, \dots, b_{T-1}` are independent fair
+    coins, and for :math:`t < T - \ell` (:math:`\ell` = ``lag``)
+
+    .. math::  y_t = b_t \oplus b_{t+\ell} ;
+
+    the last :math:`\ell` steps have no bit that far ahead and are ``IGNORE_INDEX``.
+
+    Why a left-to-right model is at chance. :math:`b_{t+\ell}` is a fair coin independent of
+    :math:`b_0, \dots, b_t`, so :math:`y_t` is independent of everything a causal model has read
+    when it must tag step :math:`t`: its expected accuracy is 1/2 however it is trained. A
+    bidirectional model's backward direction has read :math:`b_{T-1}, \dots, b_t` by then and only
+    has to carry the last :math:`\ell` of them.
+
+    Returns:
+        ``(bits, targets)``, both ``torch.long`` of shape ``(n, T)`` on the CPU: ``bits`` in {0, 1}
+        (token ids with a vocabulary of 2), ``targets`` in {0, 1} for :math:`t < T - \ell` and
+        ``IGNORE_INDEX`` after.
+    """
+    expect_int(n, "n", minimum=1)
+    lag = expect_int(lag, "lag", minimum=1)
+    length = expect_int(length, "length", minimum=lag + 1)
+    _check_generator(generator)
+    bits = torch.randint(0, 2, (n, length), generator=generator)  # (n, T)
+    targets = torch.full_like(bits, IGNORE_INDEX)
+    targets[:, :-lag] = bits[:, :-lag] ^ bits[:, lag:]  # y_t = b_t XOR b_(t + lag)
+    return bits, targets
