@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from seqcourse.models.attention import causal_mask, scaled_dot_product_attention, sliding_window_mask
+from seqcourse.models.attention import scaled_dot_product_attention, sliding_window_mask
 from seqcourse.models.long_context import (
     LinearAttention,
     LinearTransformer,

@@ -93,7 +93,9 @@ def check_mask(mask, T_q: int, T_k: int, device=None) -> torch.Tensor:
     attend to at least one key; return it unchanged."""
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
         got = f"dtype {mask.dtype}" if isinstance(mask, torch.Tensor) else type(mask).__name__
-        raise TypeError(f"mask must be a bool tensor (True = may attend) of shape (..., T_q={T_q}, T_k={T_k}); got {got}")
+        raise TypeError(
+            f"mask must be a bool tensor (True = may attend) of shape (..., T_q={T_q}, T_k={T_k}); got {got}"
+        )
     if mask.ndim < 2 or mask.shape[-1] != T_k or mask.shape[-2] not in (1, T_q):
         raise ValueError(
             f"mask must have shape (..., T_q={T_q}, T_k={T_k}) (or (..., 1, T_k={T_k}) for all queries); "
@@ -113,16 +115,22 @@ def _check_qkv(q, k, v) -> None:
     for t, name in ((q, "q"), (k, "k"), (v, "v")):
         expect_tensor(t, name, dtype="float")
         if t.ndim < 2:
-            raise ValueError(f"{name} must have shape (..., T, d) with at least 2 dimensions; got shape {tuple(t.shape)}")
+            raise ValueError(
+                f"{name} must have shape (..., T, d) with at least 2 dimensions; got shape {tuple(t.shape)}"
+            )
     if not (q.ndim == k.ndim == v.ndim):
         raise ValueError(
             f"q, k and v must have the same rank: q (..., T_q, d_k), k (..., T_k, d_k), v (..., T_k, d_v); "
             f"got shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
         )
     if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q and k must have the same last dimension d_k; got q {tuple(q.shape)} and k {tuple(k.shape)}")
+        raise ValueError(
+            f"q and k must have the same last dimension d_k; got q {tuple(q.shape)} and k {tuple(k.shape)}"
+        )
     if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"k and v must have the same number of positions T_k; got k {tuple(k.shape)} and v {tuple(v.shape)}")
+        raise ValueError(
+            f"k and v must have the same number of positions T_k; got k {tuple(k.shape)} and v {tuple(v.shape)}"
+        )
     if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
         raise ValueError(
             f"q, k and v must have the same leading (batch, head) dimensions; got {tuple(q.shape)}, "
@@ -209,7 +217,9 @@ class MultiHeadAttention(nn.Module):
         else:
             self._check_input(x_kv, "x_kv")
             if x_kv.shape[0] != x_q.shape[0]:
-                raise ValueError(f"x_q and x_kv must have the same batch size B; got {x_q.shape[0]} and {x_kv.shape[0]}")
+                raise ValueError(
+                    f"x_q and x_kv must have the same batch size B; got {x_q.shape[0]} and {x_kv.shape[0]}"
+                )
             b_q, b_kv = (None, None) if self.b_qkv is None else (self.b_qkv[:D], self.b_qkv[D:])
             q = nn.functional.linear(x_q, self.W_qkv[:D], b_q)  # (B, T_q, D)
             k, v = nn.functional.linear(x_kv, self.W_qkv[D:], b_kv).split(D, dim=-1)  # (B, T_k, D) each
@@ -235,7 +245,8 @@ class MultiHeadAttention(nn.Module):
         nh, hs = self.n_heads, self.head_size
         expect_model_tensor(self, q, "q", dims=("B", "nh", "T_q", "hs"), size={"nh": nh, "hs": hs})
         for t, name in ((k, "k"), (v, "v")):
-            expect_model_tensor(self, t, name, dims=("B", "nh", "T_k", "hs"), size={"B": q.shape[0], "nh": nh, "hs": hs})
+            size = {"B": q.shape[0], "nh": nh, "hs": hs}
+            expect_model_tensor(self, t, name, dims=("B", "nh", "T_k", "hs"), size=size)
         if k.shape[2] != v.shape[2]:
             raise ValueError(f"k and v must have the same number of positions T_k; got {k.shape[2]} and {v.shape[2]}")
         T_q, T_k = q.shape[-2], k.shape[-2]
@@ -245,7 +256,8 @@ class MultiHeadAttention(nn.Module):
                 mask = mask.unsqueeze(1)  # (B, 1, T_q or 1, T_k): the same for every head
             elif mask.ndim not in (2, 4):
                 raise ValueError(
-                    f"mask must have shape (T_q, T_k), (B, T_q, T_k), (B, 1, T_k) or (B, nh, T_q, T_k); got {tuple(mask.shape)}"
+                    "mask must have shape (T_q, T_k), (B, T_q, T_k), (B, 1, T_k) or (B, nh, T_q, T_k); "
+                    f"got {tuple(mask.shape)}"
                 )
         if causal and (mask is not None or T_q != T_k):
             both = causal_mask(T_q, T_k, device=q.device)
@@ -294,7 +306,9 @@ def copy_mha_from_torch(ours: MultiHeadAttention, theirs: nn.MultiheadAttention)
     if not theirs._qkv_same_embed_dim or theirs.bias_k is not None or theirs.add_zero_attn:
         raise ValueError("theirs must have kdim = vdim = embed_dim, add_bias_kv=False and add_zero_attn=False")
     if (theirs.in_proj_bias is None) != (ours.b_qkv is None):
-        raise ValueError(f"bias differs: ours bias={ours.b_qkv is not None}, theirs bias={theirs.in_proj_bias is not None}")
+        raise ValueError(
+            f"bias differs: ours bias={ours.b_qkv is not None}, theirs bias={theirs.in_proj_bias is not None}"
+        )
     with torch.no_grad():
         ours.W_qkv.copy_(theirs.in_proj_weight)
         ours.W_o.copy_(theirs.out_proj.weight)

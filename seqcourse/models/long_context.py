@@ -95,6 +95,8 @@ class TransformerXL(Transformer):
     state = (memory, t): memory a tuple with one (B, M, H) tensor per block (M <= mem_len,
     detached), t the global position of the next input. Parameters as ``Transformer`` (sinusoidal
     positions); the same weights in a ``Transformer`` compute the full-context function.
+    ``step(x_t (B, D), state)`` (inherited) feeds segments of one position: each token then sees its
+    last mem_len + 1 positions in every block, in memory bounded by mem_len.
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, n_heads: int, mem_len: int,
@@ -174,7 +176,8 @@ class LinearAttention(nn.Module):
             raise TypeError(f"state must be a pair (S (B, nh={nh}, hs={hs}, hs={hs}), z (B, nh={nh}, hs={hs})); "
                             f"got {type(state).__name__}")
         S, z = state
-        expect_model_tensor(self, S, "S", dims=("B", "nh", "hs", "hs_v"), size={"B": batch, "nh": nh, "hs": hs, "hs_v": hs})
+        size = {"B": batch, "nh": nh, "hs": hs, "hs_v": hs}
+        expect_model_tensor(self, S, "S", dims=("B", "nh", "hs", "hs_v"), size=size)
         expect_model_tensor(self, z, "z", dims=("B", "nh", "hs"), size={"B": batch, "nh": nh, "hs": hs})
         return S, z
 
@@ -194,7 +197,9 @@ class LinearAttention(nn.Module):
         else:
             S, z = self._check_state(state, B)
         q, k, v = nn.functional.linear(x, self.W_qkv, self.b_qkv).split(self.d_model, dim=-1)
-        fq, fk, v = elu_feature_map(split_heads(q, nh)), elu_feature_map(split_heads(k, nh)), split_heads(v, nh)  # (B, nh, T, hs)
+        fq = elu_feature_map(split_heads(q, nh))  # phi(q)   (B, nh, T, hs)
+        fk = elu_feature_map(split_heads(k, nh))  # phi(k)   (B, nh, T, hs)
+        v = split_heads(v, nh)  # (B, nh, T, hs)
         outs = []
         if form == "recurrent":
             for fq_t, fk_t, v_t in zip(fq.unbind(2), fk.unbind(2), v.unbind(2)):  # each (B, nh, hs)
@@ -234,6 +239,7 @@ class LinearBlock(ResidualBlock):
         super().__init__(d_model, LinearAttention(d_model, n_heads), d_ff, norm)
 
     def forward(self, x: torch.Tensor, state=None, form: str = "parallel", chunk_size: int = 64):
+        """x (B, T, H), state (S, z) or None -> (y (B, T, H), (S, z)); ``form`` as in ``LinearAttention``."""
         return self.sublayers(x, lambda h: self.attn(h, state, form=form, chunk_size=chunk_size))
 
 

@@ -190,7 +190,8 @@ class Transformer(nn.Module):
     def _check_cache(self, cache, batch: int) -> int:
         """Validate a cache; return T_seen, the number of positions it holds."""
         hs = self.hidden_size // self.n_heads
-        expected = f"a tuple of num_layers={self.num_layers} pairs (k, v), each (B={batch}, nh={self.n_heads}, T_seen, hs={hs})"
+        expected = (f"a tuple of num_layers={self.num_layers} pairs (k, v), "
+                    f"each (B={batch}, nh={self.n_heads}, T_seen, hs={hs})")
         if not isinstance(cache, (tuple, list)) or len(cache) != self.num_layers:
             raise TypeError(f"cache must be {expected}; got {type(cache).__name__}")
         dtype, device = module_dtype_device(self)
@@ -199,7 +200,8 @@ class Transformer(nn.Module):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise TypeError(f"cache must be {expected}; got an entry of type {type(pair).__name__}")
             for t in pair:
-                if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.shape[:2] != (batch, self.n_heads) or t.shape[3] != hs:
+                shape_ok = isinstance(t, torch.Tensor) and t.ndim == 4 and t.shape[:2] == (batch, self.n_heads)
+                if not shape_ok or t.shape[3] != hs:
                     got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
                     raise ValueError(f"cache must be {expected}; got an entry of shape {got}")
                 if T_seen is not None and t.shape[2] != T_seen:
