@@ -14,6 +14,11 @@ the loss of the best model that does not remember across that distance (``adding
 ``delayed_parity`` is the task of the Convolutions chapter: the target at every step is the XOR
 of the current bit and the bit a fixed lag back, so a causal model whose receptive field does not
 reach that far is at chance by construction.
+
+``reverse_task`` and ``lookahead_parity`` are the tasks of the Gating chapter: reversal is a
+transduction task for encoder–decoder models (token conventions ``PAD``, ``BOS``, ``EOS``), and
+lookahead parity a tagging task whose label depends on a LATER input, so a left-to-right model is at
+chance by construction while a bidirectional one can be exact.
 """
 from __future__ import annotations
 

@@ -3,7 +3,6 @@ additive attention), padding handled exactly, greedy decoding against teacher fo
 output, the loss and exact match, input checks, and that it learns a short reversal."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 from seqcourse.models.gated import copy_gru_from_torch, copy_lstm_from_torch
 from seqcourse.models.rnn import copy_from_torch
