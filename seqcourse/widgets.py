@@ -10,6 +10,10 @@ notebook stores (and the rendered book embeds) already contains the picture for 
 distance K and the input scale, and draws the Jacobian-chain norm over distance for a linear and
 a tanh recurrence with that W_h (``seqcourse.analysis.gradient_decay_curves``).
 
+``NormPlacementExplorer`` (the Normalization chapter) has a depth slider and a choice of LayerNorm
+placement (pre-norm, post-norm or both), and draws the gradient norm reaching each block of a
+freshly initialised stack (``seqcourse.normalization.stack_gradient_norms``).
+
 ipywidgets is imported only when an explorer is built: ``import seqcourse.widgets`` works without
 it, and building an explorer without it raises an ``ImportError`` that says what to install.
 """
@@ -23,9 +27,11 @@ import numpy as np
 import torch
 
 from .analysis import gradient_decay_curves
+from .normalization import LayerGradients, stack_gradient_norms
 from .plots import gradient_norms, hidden_state_heatmap
 
-__all__ = ["GradientNormExplorer", "HiddenStateExplorer", "char_encoder", "number_encoder", "step_states"]
+__all__ = ["GradientNormExplorer", "HiddenStateExplorer", "NormPlacementExplorer", "char_encoder", "number_encoder",
+           "step_states"]
 
 Encoder = Callable[[str], "tuple[list[str], torch.Tensor]"]
 """Turns the reader's text into (one label per step, inputs x of shape (T, D))."""
@@ -226,6 +232,89 @@ class GradientNormExplorer:
         linear, tanh = self.curves["linear"][-1].item(), self.curves["tanh"][-1].item()
         self.message.value = (f"after K = {K} steps: linear {linear:.3g}, tanh {tanh:.3g} "
                               f"(1 means neither shrinking nor growing)")
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+class NormPlacementExplorer:
+    """A depth slider, a placement choice and a measure, and the gradient norm per block of a
+    freshly initialised stack of Transformer blocks with LayerNorm before (pre-norm,
+    x + F(LN(x))) or after (post-norm, LN(x + F(x))) each residual connection.
+
+    The curves are ``seqcourse.normalization.stack_gradient_norms(norm, depth, ...)``: the same
+    computation as the chapter's static figure. Results are cached per (placement, depth), so
+    moving back to a setting redraws without recomputing. The plot is an ``ipywidgets.Image``
+    holding PNG bytes, so the stored widget state shows the initial picture.
+
+    Args:
+        depth: initial number of blocks L (``min_depth`` ... ``max_depth``, even numbers).
+        placement: ``"pre"``, ``"post"`` or ``"both"``.
+        measure: ``"parameters"`` (||dloss/dtheta_l||) or ``"inputs"`` (||dloss/dx_l||).
+        min_depth, max_depth: the slider's range.
+        **stack_options: passed to ``stack_gradient_norms`` (``d_model``, ``n_heads``, ``seq_len``,
+            ``batch_size``, ``seed``, ``repeats``, ``make_block``).
+
+    Attributes after each update: ``curves`` ({"pre": LayerGradients, "post": ...} for the shown
+    placements), ``figure``, and the widgets ``depth``, ``placement``, ``measure``, ``message``,
+    ``image`` inside ``widget``.
+    """
+
+    MEASURES = {"parameters": "‖∂loss/∂θ_l‖ (block parameters)", "inputs": "‖∂loss/∂x_l‖ (block input)"}
+
+    def __init__(self, depth: int = 24, placement: str = "both", *, measure: str = "parameters",
+                 min_depth: int = 2, max_depth: int = 48, **stack_options):
+        widgets = _ipywidgets()
+        for value, name in ((min_depth, "min_depth"), (max_depth, "max_depth"), (depth, "depth")):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int; got {value!r}")
+        if not min_depth <= depth <= max_depth:
+            raise ValueError(f"depth must lie in [min_depth, max_depth] = [{min_depth}, {max_depth}]; got {depth}")
+        if placement not in ("pre", "post", "both"):
+            raise ValueError(f"placement must be 'pre', 'post' or 'both'; got {placement!r}")
+        if measure not in self.MEASURES:
+            raise ValueError(f"measure must be 'parameters' or 'inputs'; got {measure!r}")
+        self.stack_options = stack_options
+        self._cache: dict[tuple[str, int], LayerGradients] = {}
+        self.curves: dict[str, LayerGradients] = {}
+        self.figure = None
+        style = {"description_width": "initial"}
+        self.depth = widgets.IntSlider(value=depth, min=min_depth, max=max_depth, step=2 if min_depth % 2 == 0 else 1,
+                                       continuous_update=False, description="depth L (blocks)", style=style)
+        self.placement = widgets.ToggleButtons(options=[("pre-norm", "pre"), ("post-norm", "post"), ("both", "both")],
+                                               value=placement, description="LayerNorm", style=style)
+        self.measure = widgets.ToggleButtons(options=[("parameters", "parameters"), ("block inputs", "inputs")],
+                                             value=measure, description="gradient of", style=style)
+        self.message = widgets.HTML()
+        self.image = widgets.Image(format="png")
+        self.widget = widgets.VBox([self.depth, self.placement, self.measure, self.message, self.image])
+        self.update()
+        for control in (self.depth, self.placement, self.measure):
+            control.observe(lambda change: self.update(), names="value")
+
+    def gradients(self, norm: str, depth: int) -> LayerGradients:
+        """stack_gradient_norms(norm, depth, **stack_options), computed once per (norm, depth)."""
+        key = (norm, depth)
+        if key not in self._cache:
+            self._cache[key] = stack_gradient_norms(norm, depth, **self.stack_options)
+        return self._cache[key]
+
+    def update(self) -> None:
+        """Recompute (or fetch) the curves for the controls' values and redraw."""
+        depth, placement, measure = int(self.depth.value), self.placement.value, self.measure.value
+        norms = ("pre", "post") if placement == "both" else (placement,)
+        self.curves = {norm: self.gradients(norm, depth) for norm in norms}
+        values = {norm: getattr(result, measure) for norm, result in self.curves.items()}
+        layers = np.arange(1, depth + 1)
+        self.figure = gradient_norms(layers, {f"{norm}-norm": v for norm, v in values.items()},
+                                     xlabel="block l (1 = input end)", ylabel=self.MEASURES[measure],
+                                     reference=None, title=f"L = {depth} blocks at initialisation")
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=80)
+        self.image.value = buffer.getvalue()
+        parts = [f"{norm}-norm: first block {v[0].item():.3g}, last block {v[-1].item():.3g}, "
+                 f"median {v.median().item():.3g}" for norm, v in values.items()]
+        self.message.value = "; ".join(parts)
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
