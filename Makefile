@@ -32,7 +32,10 @@ lab: $(STAMP)
 
 ## Execute every book notebook and print wall time and peak memory per notebook; exits 1 if one
 ## fails or exceeds quick mode's budget (30 s, 1536 MB: a chapter must fit Binder's 2 GB).
-## BENCH_ARGS passes options, e.g. BENCH_ARGS="--budget-seconds 600" (CI checks memory only).
+## Then benchmark every from-scratch model against torch's reference (ratios, targets met/missed;
+## about 3 minutes on a 2-core CPU). JSON in _build/bench/ (notebooks.json, models.json).
+## BENCH_ARGS passes options, e.g. BENCH_ARGS="--budget-seconds 600" (CI checks memory only),
+## "--skip-models", "--skip-notebooks", "--device cuda" (see python -m seqcourse bench --help).
 bench: $(STAMP)
 	$(PY) -m seqcourse bench $(BENCH_ARGS)
 

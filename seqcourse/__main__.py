@@ -3,7 +3,8 @@
 Commands:
   generate SOLUTIONS_DIR EXERCISES_DIR   write the student notebooks from the authored solutions
   grade SOLUTION_NOTEBOOK SUBMISSIONS... grade a class's submitted notebooks
-  bench                                  execute every book notebook; print wall time and peak memory
+  bench                                  execute every book notebook (wall time, peak memory), then
+                                         benchmark every model against torch's reference (ratios)
 """
 from __future__ import annotations
 

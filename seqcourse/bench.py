@@ -1,9 +1,12 @@
-"""``python -m seqcourse bench``: run notebooks from top to bottom and measure each one.
+"""``python -m seqcourse bench``: run notebooks from top to bottom and measure each one, then run
+the model benchmark (``seqcourse.bench_models``).
 
 Usage::
 
     python -m seqcourse bench [NOTEBOOK ...] [--json PATH] [--budget-seconds 30]
                               [--budget-mb 1536] [--timeout 1200]
+                              [--skip-notebooks] [--skip-models] [--models-json PATH]
+                              [--quick] [--repeats N] [--device DEV] [--threads N]
 
 Without notebook arguments it runs every ``book/*.ipynb`` below the current directory (run it
 from the repository root, as ``make bench`` does). Each notebook runs in a fresh child process,
@@ -30,6 +33,12 @@ It prints a table (notebook, status, wall time, peak memory, within budget), wri
 numbers as JSON (default ``_build/bench/notebooks.json``), and returns 1 if any notebook failed,
 timed out or exceeded the time or memory budget, 0 otherwise. The defaults are the quick-mode
 budget of the course: 30 s and 1536 MB per notebook on a 2-core CPU.
+
+After the notebook table it runs the model benchmark in this process (every from-scratch model
+against its fastest in-library reference, as ratios; see ``seqcourse.bench_models``, whose options
+``--quick``, ``--repeats``, ``--device`` and ``--threads`` it passes on), prints its tables and writes
+them to ``--models-json`` (default ``_build/bench/models.json``). Its missed targets are reported,
+not counted in the exit status. ``--skip-notebooks`` / ``--skip-models`` run only one of the two.
 """
 from __future__ import annotations
 
@@ -45,6 +54,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 DEFAULT_JSON = Path("_build") / "bench" / "notebooks.json"
+DEFAULT_MODELS_JSON = Path("_build") / "bench" / "models.json"
 # Environment settings that change what a notebook does or how fast it runs; recorded in the JSON.
 RECORDED_ENV = ("SEQCOURSE_FULL", "SEQCOURSE_DEVICE", "GLIBC_TUNABLES", "OMP_NUM_THREADS")
 
@@ -166,6 +176,16 @@ def _positive(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m seqcourse bench",
@@ -182,6 +202,17 @@ def _parser() -> argparse.ArgumentParser:
                         help="peak-memory budget per notebook, in MB of 2**20 bytes (default: 1536)")
     parser.add_argument("--timeout", type=_positive, default=1200.0, metavar="S",
                         help="stop a notebook that runs longer than this many seconds (default: 1200)")
+    parser.add_argument("--skip-notebooks", action="store_true", help="run only the model benchmark")
+    parser.add_argument("--skip-models", action="store_true", help="run only the notebooks")
+    parser.add_argument("--models-json", type=Path, default=DEFAULT_MODELS_JSON, metavar="PATH",
+                        help=f"where to write the model benchmark as JSON (default: {DEFAULT_MODELS_JSON})")
+    models = parser.add_argument_group("model benchmark (seqcourse.bench_models)")
+    models.add_argument("--quick", action="store_true", help="tiny sizes, one round (for tests; numbers mean nothing)")
+    models.add_argument("--repeats", type=_positive_int, default=None, metavar="N",
+                        help="timed rounds per table; the median is kept (default 5)")
+    models.add_argument("--device", default=None, help="cpu, cuda, mps (default: seqcourse.device.get_device())")
+    models.add_argument("--threads", type=_positive_int, default=1, metavar="N",
+                        help="torch intra-op threads during the model benchmark (default 1)")
     return parser
 
 
@@ -197,9 +228,25 @@ def _table(results: list[NotebookResult]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (0: all ran and stayed within budget)."""
+    """Command-line entry point; returns the exit status (0: all notebooks ran and stayed within
+    budget, and the model benchmark ran)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.skip_notebooks and args.skip_models:
+        parser.error("--skip-notebooks and --skip-models together leave nothing to run (expected at most one)")
+    status = 0
+    if not args.skip_notebooks:
+        status = _run_notebooks(parser, args)
+    if not args.skip_models:
+        from . import bench_models  # imports torch: only now, after the notebooks ran
+
+        print()
+        bench_models.run_and_report(args, args.models_json)
+    return status
+
+
+def _run_notebooks(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The notebook table: run, print, write the JSON; 1 if one failed or exceeded the budget."""
     notebooks = args.notebooks or sorted(Path("book").glob("*.ipynb"))
     if not notebooks:
         parser.error(f"no notebooks given, and none found in {Path('book').resolve()} (expected "

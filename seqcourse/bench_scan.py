@@ -48,6 +48,7 @@ __all__ = [
     "scan_inputs",
     "scan_table",
     "time_scans",
+    "time_scans_at",
 ]
 
 
@@ -142,19 +143,30 @@ def _sync(device: torch.device) -> None:
 def time_scans(length: int = 512, factor: int = 4, *, batch: int = 4, channels: int = 32, state_size: int = 16,
                repeats: int = 5, scans: Sequence[str] = ("sequential", "parallel"),
                device=None) -> list[ScanTiming]:
-    """Median forward and backward seconds of each scan at ``length`` and ``factor * length``.
+    """Median forward and backward seconds of each scan at ``length`` and ``factor * length``
+    (``time_scans_at`` with those two lengths)."""
+    expect_int(length, "length", minimum=1)
+    expect_int(factor, "factor", minimum=2)
+    return time_scans_at((length, factor * length), batch=batch, channels=channels, state_size=state_size,
+                         repeats=repeats, scans=scans, device=device)
+
+
+def time_scans_at(lengths: Sequence[int], *, batch: int = 4, channels: int = 32, state_size: int = 16,
+                  repeats: int = 5, scans: Sequence[str] = ("sequential", "parallel"),
+                  device=None) -> list[ScanTiming]:
+    """Median forward and backward seconds of each scan at each of ``lengths``.
 
     Every repeat runs every (scan, length) pair once, in the same order, after one untimed warm-up
     round; the medians over ``repeats`` are returned, one ``ScanTiming`` per pair, with the work of
     one backward pass counted once, outside the timed rounds."""
-    expect_int(length, "length", minimum=1)
-    expect_int(factor, "factor", minimum=2)
+    lengths = tuple(expect_int(L, "each length", minimum=1) for L in lengths)
+    if not lengths:
+        raise ValueError("lengths must name at least one sequence length")
     expect_int(repeats, "repeats", minimum=1)
     for name in scans:
         if name not in SCANS:
             raise ValueError(f"unknown scan {name!r}; choose from {sorted(SCANS)}")
     device = torch.device(device) if device is not None else torch.device("cpu")
-    lengths = (length, factor * length)
     inputs = {L: scan_inputs(batch, L, channels, state_size, device=device) for L in lengths}
     samples = {(name, L): ([], []) for name in scans for L in lengths}
     for round_ in range(repeats + 1):

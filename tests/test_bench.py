@@ -1,4 +1,5 @@
-"""Tests of ``python -m seqcourse bench`` on small notebooks written into a temporary folder.
+"""Tests of ``python -m seqcourse bench`` on small notebooks written into a temporary folder
+(``--skip-models``: the model benchmark it runs afterwards is tested in tests/test_bench_models.py).
 
 Each notebook run starts a real kernel (about 2 s here), so the file takes about 15 s.
 """
@@ -33,7 +34,7 @@ def test_default_run_measures_each_kernel_and_writes_json(tmp_path, monkeypatch,
                            f"block = b'\\x01' * (320 * {MiB})", "len(block)")
     before = {p.name: p.read_bytes() for p in (tmp_path / "book").iterdir()}
 
-    assert bench.main([]) == 0
+    assert bench.main(["--skip-models"]) == 0
 
     report = json.loads((tmp_path / "_build" / "bench" / "notebooks.json").read_text())
     assert report["ok"] is True
@@ -59,7 +60,7 @@ def test_failing_notebook_is_reported_and_exits_1(tmp_path, capsys):
                               "print('never reached')")
     out_json = tmp_path / "out" / "bench.json"
 
-    assert bench.main([str(notebook), "--json", str(out_json)]) == 1
+    assert bench.main([str(notebook), "--json", str(out_json), "--skip-models"]) == 1
 
     report = json.loads(out_json.read_text())
     assert report["ok"] is False
@@ -74,7 +75,7 @@ def test_notebook_over_the_memory_budget_exits_1(tmp_path):
     notebook = write_notebook(tmp_path / "trivial.ipynb", "1 + 1")
     out_json = tmp_path / "bench.json"
 
-    assert bench.main([str(notebook), "--budget-mb", "10", "--json", str(out_json)]) == 1
+    assert bench.main([str(notebook), "--budget-mb", "10", "--json", str(out_json), "--skip-models"]) == 1
 
     (row,) = json.loads(out_json.read_text())["notebooks"]
     assert row["status"] == "ok"
@@ -89,7 +90,7 @@ def test_timeout_stops_the_notebook_and_its_kernel(tmp_path, monkeypatch):
     notebook = write_notebook(tmp_path / "sleeps.ipynb", "import time", "time.sleep(120)")
     out_json = tmp_path / "bench.json"
 
-    assert bench.main([str(notebook), "--timeout", "6", "--json", str(out_json)]) == 1
+    assert bench.main([str(notebook), "--timeout", "6", "--json", str(out_json), "--skip-models"]) == 1
 
     (row,) = json.loads(out_json.read_text())["notebooks"]
     assert row["status"] == "timeout" and row["within_budget"] is False
@@ -122,8 +123,11 @@ def processes_with_marker(marker: str, wait: float = 0.5) -> list[int]:
         lambda tmp: [str(tmp / "ok.ipynb"), "--budget-seconds", "0"],
         lambda tmp: [str(tmp / "ok.ipynb"), "--budget-mb", "lots"],
         lambda tmp: [],  # no book/ folder here: nothing to run
+        lambda tmp: [str(tmp / "ok.ipynb"), "--skip-notebooks", "--skip-models"],
+        lambda tmp: [str(tmp / "ok.ipynb"), "--repeats", "0"],
     ],
-    ids=["missing", "not-a-notebook", "zero-budget", "non-numeric-budget", "nothing-found"],
+    ids=["missing", "not-a-notebook", "zero-budget", "non-numeric-budget", "nothing-found", "skip-both",
+         "zero-repeats"],
 )
 def test_bad_arguments_exit_2_before_running_anything(tmp_path, monkeypatch, capsys, make_args):
     monkeypatch.chdir(tmp_path)
