@@ -280,7 +280,8 @@ def test_every_readme_command_is_exercised():
     assert re.search(r"^make test$", ci, re.M) and re.search(r"^make bench\b", ci, re.M)
     makefile = (ROOT / "Makefile").read_text()
     assert "$(PY) -m seqcourse generate solutions exercises" in makefile
-    assert "$(PY) -m seqcourse bench $(BENCH_ARGS)" in makefile
+    assert "$(PY) -m seqcourse bench --skip-models $(BENCH_ARGS)" in makefile
+    assert "GLIBC_TUNABLES=$(BENCH_TUNABLES) $(PY) -m seqcourse bench --skip-notebooks $(MODEL_BENCH_ARGS)" in makefile
 
 
 def test_readme_and_config_name_the_same_repository():
