@@ -398,11 +398,7 @@ def lookahead_parity(
         (token ids with a vocabulary of 2), ``targets`` in {0, 1} for :math:`t < T - \ell` and
         ``IGNORE_INDEX`` after.
     """
-    expect_int(n, "n", minimum=1)
-    lag = expect_int(lag, "lag", minimum=1)
-    length = expect_int(length, "length", minimum=lag + 1)
-    _check_generator(generator)
-    bits = torch.randint(0, 2, (n, length), generator=generator)  # (n, T)
+    bits, delayed = delayed_parity(n, length, lag, generator=generator)  # delayed_t = b_t XOR b_(t - lag)
     targets = torch.full_like(bits, IGNORE_INDEX)
-    targets[:, :-lag] = bits[:, :-lag] ^ bits[:, lag:]  # y_t = b_t XOR b_(t + lag)
+    targets[:, :-lag] = delayed[:, lag:]  # y_t = b_(t + lag) XOR b_t
     return bits, targets

@@ -41,6 +41,7 @@ __all__ = [
     "causal_mask",
     "check_mask",
     "copy_mha_from_torch",
+    "head_sizes",
     "merge_heads",
     "padding_mask",
     "scaled_dot_product_attention",
@@ -172,6 +173,15 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(B, T, nh * hs)
 
 
+def head_sizes(d_model: int, n_heads: int) -> tuple[int, int, int]:
+    """Check a multi-head layer's sizes; return (d_model, n_heads, head size d_model / n_heads)."""
+    expect_int(d_model, "d_model", minimum=1)
+    expect_int(n_heads, "n_heads", minimum=1)
+    if d_model % n_heads:
+        raise ValueError(f"d_model must be divisible by n_heads; got d_model={d_model}, n_heads={n_heads}")
+    return d_model, n_heads, d_model // n_heads
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention (module docstring): x_q (B, T_q, D), x_kv (B, T_k, D) -> (B, T_q, D).
 
@@ -183,11 +193,7 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, bias: bool = True):
         super().__init__()
-        self.d_model = expect_int(d_model, "d_model", minimum=1)
-        self.n_heads = expect_int(n_heads, "n_heads", minimum=1)
-        if d_model % n_heads:
-            raise ValueError(f"d_model must be divisible by n_heads; got d_model={d_model}, n_heads={n_heads}")
-        self.head_size = d_model // n_heads
+        self.d_model, self.n_heads, self.head_size = head_sizes(d_model, n_heads)
         self.W_qkv = nn.Parameter(torch.empty(3 * d_model, d_model))
         self.b_qkv = nn.Parameter(torch.zeros(3 * d_model)) if bias else None
         self.W_o = nn.Parameter(torch.empty(d_model, d_model))

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from ..validation import expect_float, expect_int, expect_model_tensor, expect_nonempty_time, module_dtype_device
-from .attention import _check_qkv, causal_mask, merge_heads, split_heads
+from .attention import _check_qkv, causal_mask, head_sizes, merge_heads, split_heads
 from .norm import LayerNorm
 from .transformer import NORMS, ResidualBlock, Transformer, _check_choice, sinusoidal_positions
 
@@ -157,11 +157,7 @@ class LinearAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, eps: float = 1e-6):
         super().__init__()
-        self.d_model = expect_int(d_model, "d_model", minimum=1)
-        self.n_heads = expect_int(n_heads, "n_heads", minimum=1)
-        if d_model % n_heads:
-            raise ValueError(f"d_model must be divisible by n_heads; got d_model={d_model}, n_heads={n_heads}")
-        self.head_size = d_model // n_heads
+        self.d_model, self.n_heads, self.head_size = head_sizes(d_model, n_heads)
         self.eps = expect_float(eps, "eps", positive=True)
         self.W_qkv = nn.Parameter(torch.empty(3 * d_model, d_model))
         self.b_qkv = nn.Parameter(torch.zeros(3 * d_model))
