@@ -68,7 +68,10 @@ class BPETokenizer:
         self.merges: list[tuple[int, int]] = []
         self.vocab: list[bytes] = [bytes([i]) for i in range(256)]
         self.ranks: dict[tuple[int, int], int] = {}
-        for a, b in merges:
+        for merge in merges:
+            if not isinstance(merge, (tuple, list)) or len(merge) != 2:
+                raise ValueError(f"each merge must be a pair (a, b) of token ids; got {merge!r}")
+            a, b = merge
             for x in (a, b):
                 expect_int(x, "a merge's token id", minimum=0, maximum=len(self.vocab) - 1)
             self.ranks[(a, b)] = len(self.merges)
@@ -99,12 +102,18 @@ class BPETokenizer:
         return [i for word in pretokenize(text) for i in self._encode_word(word)]
 
     def decode(self, ids: Iterable[int]) -> str:
-        """token ids -> text (bytes that are not valid UTF-8 show as U+FFFD; never for encode's output)."""
-        try:
-            data = b"".join(self.vocab[i] for i in ids)
-        except (IndexError, TypeError):
-            raise ValueError(f"ids must be ints in [0, {self.vocab_size - 1}]") from None
-        return data.decode("utf-8", errors="replace")
+        """token ids -> text (bytes that are not valid UTF-8 show as U+FFFD; never for encode's output).
+
+        Raises TypeError for an id that is not an int (bools included) and ValueError for one
+        outside [0, vocab_size - 1] (a negative id would otherwise index from the end)."""
+        pieces = []
+        for i in ids:
+            if isinstance(i, bool) or not isinstance(i, int):
+                raise TypeError(f"ids must be ints in [0, {self.vocab_size - 1}]; got {type(i).__name__} {i!r}")
+            if not 0 <= i < self.vocab_size:
+                raise ValueError(f"ids must be ints in [0, {self.vocab_size - 1}]; got {i}")
+            pieces.append(self.vocab[i])
+        return b"".join(pieces).decode("utf-8", errors="replace")
 
     def tokens(self, text: str) -> list[str]:
         """The pieces of text each token stands for (for display): ``"".join(tokens(s)) == s``

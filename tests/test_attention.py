@@ -2,6 +2,7 @@
 our multi-head attention against torch.nn.MultiheadAttention with copied weights (outputs and
 gradients), the masks (a masked key gets exactly zero weight), and the input checks."""
 import math
+import re
 
 import pytest
 import torch
@@ -220,3 +221,56 @@ def test_clear_errors():
         copy_mha_from_torch(mha, torch.nn.MultiheadAttention(8, 4))
     with pytest.raises(TypeError, match="torch.nn.MultiheadAttention"):
         copy_mha_from_torch(mha, torch.nn.Linear(8, 8))
+
+
+def test_mask_leading_dims_must_fit_the_scores():
+    """A mask may broadcast over batch and heads but never enlarge them: (3, 1, 5, 5) on q (2, 5, 4)
+    would otherwise give a (3, 2, 5, 4) output."""
+    q = torch.randn(2, 5, 4)
+    full = torch.ones(5, 5, dtype=torch.bool)
+    for ok in (full, full.expand(2, 5, 5), full[:1].expand(1, 1, 5)):
+        out, w = scaled_dot_product_attention(q, q, q, ok)
+        assert out.shape == (2, 5, 4) and w.shape == (2, 5, 5)
+    for bad in (full.expand(3, 1, 5, 5), full.expand(3, 5, 5)):
+        with pytest.raises(ValueError, match=rf"mask of shape {re.escape(str(tuple(bad.shape)))} does not broadcast "
+                                             r"to the attention scores' shape \(2, 5, 5\)"):
+            scaled_dot_product_attention(q, q, q, bad)
+    mha = MultiHeadAttention(D, NH)
+    x = torch.randn(B, T, D)
+    ok = torch.ones(T, T, dtype=torch.bool)
+    for fast in (True, False):
+        assert mha(x, mask=ok.expand(1, NH, T, T), fast=fast)[0].shape == (B, T, D)
+        assert mha(x, mask=ok.expand(B, 1, T, T), fast=fast)[0].shape == (B, T, D)
+        for bad, got in ((ok.expand(B + 1, T, T), rf"\({B + 1}, {T}, {T}\)"),
+                         (ok.expand(B, NH + 1, T, T), rf"\({B}, {NH + 1}, {T}, {T}\)"),
+                         (ok.expand(2 * B, NH, T, T), rf"\({2 * B}, {NH}, {T}, {T}\)")):
+            with pytest.raises(ValueError, match=rf"batch dimension must be 1 or B={B} and its head dimension "
+                                                 rf"1 or nh={NH}.*got mask of shape {got}"):
+                mha(x, mask=bad, fast=fast)
+    with pytest.raises(ValueError, match=r"mask must have shape \(T_q, T_k\), \(B, T_q, T_k\)"):
+        mha(x, mask=ok.expand(1, 1, 1, T, T))
+
+
+def test_q_k_v_must_share_dtype_and_device():
+    q = torch.randn(2, 5, 4)
+    with pytest.raises(TypeError, match="same dtype; got torch.float32, torch.float64 and torch.float32"):
+        scaled_dot_product_attention(q, q.double(), q)
+    with pytest.raises(ValueError, match="same device; got cpu, cpu and meta"):
+        scaled_dot_product_attention(q, q, q.to("meta"))
+    with pytest.raises(ValueError, match="mask is on device meta, but the queries are on cpu"):
+        scaled_dot_product_attention(q, q, q, causal_mask(5, device="meta"))
+    with pytest.raises(ValueError, match=r"at least one position \(T_k >= 1\)"):
+        scaled_dot_product_attention(q, q[:, :0], q[:, :0])
+
+
+def test_split_and_merge_heads_check_their_input():
+    with pytest.raises(ValueError, match=r"x must be a tensor of shape \(B, T, D\); got shape \(7, 8\)"):
+        split_heads(torch.randn(7, 8), 2)
+    with pytest.raises(ValueError, match="D must be divisible by n_heads; got D=8, n_heads=3"):
+        split_heads(torch.randn(1, 7, 8), 3)
+    with pytest.raises(ValueError, match="n_heads must be >= 1"):
+        split_heads(torch.randn(1, 7, 8), 0)
+    with pytest.raises(ValueError, match=r"x must be a tensor of shape \(B, nh, T, hs\); got shape \(1, 7, 8\)"):
+        merge_heads(torch.randn(1, 7, 8))
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        merge_heads([[1.0]])

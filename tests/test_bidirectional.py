@@ -128,3 +128,27 @@ def test_bad_arguments_raise_clear_errors():
         copy_bidirectional_from_torch(bi, torch.nn.GRU(D, H, batch_first=True, bidirectional=True), layer=1)
     with pytest.raises(ValueError, match="core.input_size must equal vocab_size=3"):
         Tagger(bi, 3, 2)
+
+
+def test_copy_checks_sizes_projection_and_direction():
+    """Mismatched sizes, an LSTM projection or a one-direction module fail with a clear message,
+    not inside copy_; a correct layer > 0 (input 2H) still copies."""
+    theirs = torch.nn.GRU(D, H, 2, batch_first=True, bidirectional=True)
+    with pytest.raises(ValueError,
+                       match=r"forward layer must have \(input_size, hidden_size\) = \(4, 5\).*got \(4, 6\)"):
+        copy_bidirectional_from_torch(Bidirectional(GRU(D, H + 1), GRU(D, H + 1)), theirs)
+    with pytest.raises(ValueError, match=r"\(input_size, hidden_size\) = \(4, 5\).*got \(3, 5\)"):
+        copy_bidirectional_from_torch(Bidirectional(GRU(D - 1, H), GRU(D - 1, H)), theirs)
+    with pytest.raises(ValueError, match=r"= \(10, 5\) to hold layer 1.*2 \* hidden_size.*got \(4, 5\)"):
+        copy_bidirectional_from_torch(Bidirectional(GRU(D, H), GRU(D, H)), theirs, layer=1)
+    upper = Bidirectional(GRU(2 * H, H), GRU(2 * H, H))
+    copy_bidirectional_from_torch(upper, theirs, layer=1)
+    W_x, reference = upper.backward_layer.cells[0].W_x.detach(), theirs.weight_ih_l1_reverse.detach()
+    assert W_x.shape == (3 * H, 2 * H)
+    torch.testing.assert_close(W_x[:H], reference[:H])  # reset gate as is
+    torch.testing.assert_close(W_x[H:2 * H], -reference[H:2 * H])  # update gate negated (text's convention)
+    with pytest.raises(ValueError, match="proj_size=0.*got proj_size=2"):
+        copy_bidirectional_from_torch(Bidirectional(LSTM(D, H), LSTM(D, H)),
+                                      torch.nn.LSTM(D, H, batch_first=True, bidirectional=True, proj_size=2))
+    with pytest.raises(TypeError, match="bidirectional torch.nn.LSTM"):
+        copy_bidirectional_from_torch(Bidirectional(LSTM(D, H), LSTM(D, H)), torch.nn.LSTM(D, H, batch_first=True))

@@ -1,5 +1,6 @@
 """Byte-pair encoding: one merge step by hand, a small training run computed by hand, the fast
-trainer against the naive one built from merge_step, exact round trips on unseen text, and speed."""
+trainer against the naive one built from merge_step, exact round trips on unseen text, and the
+checks on bad merges and ids."""
 import pytest
 
 from seqcourse.bpe import BPETokenizer, merge_step, pair_counts, pretokenize, train_bpe
@@ -30,6 +31,7 @@ def test_training_on_a_hand_computed_example():
     # asking for more merges stops when no pair occurs twice
     tok_more, counts_more = train_bpe("aaabdaaabac", vocab_size=300)
     assert tok_more.merges == tok.merges and tok_more.vocab_size == 259
+    assert counts_more == counts
 
 
 def test_words_keep_their_leading_space_and_merges_stay_inside_words():
@@ -88,6 +90,17 @@ def test_loads_from_merges_and_checks_input():
         BPETokenizer([(97, 257)])  # id 257 does not exist yet when merge 0 is made
     with pytest.raises(ValueError, match=r"\[0, 255\]"):
         BPETokenizer().decode([300])
+    for bad in ([-1], [97, -3], [tok.vocab_size]):  # a negative id must not index from the end
+        with pytest.raises(ValueError, match=rf"ids must be ints in \[0, {tok.vocab_size - 1}\]; got -?\d+"):
+            tok.decode(bad)
+    for bad in ([True], [97.0], ["a"]):
+        with pytest.raises(TypeError, match=r"ids must be ints in \[0, \d+\]; got (bool|float|str)"):
+            tok.decode(bad)
+    assert tok.decode([tok.vocab_size - 1]) == tok.vocab[-1].decode("utf-8", errors="replace")
+    with pytest.raises(ValueError, match=r"each merge must be a pair \(a, b\) of token ids; got \(1, 2, 3\)"):
+        BPETokenizer([(1, 2, 3)])
+    with pytest.raises(ValueError, match="each merge must be a pair"):
+        BPETokenizer([97])
     with pytest.raises(ValueError, match="vocab_size must be >= 256"):
         train_bpe("abc", 100)
     with pytest.raises(TypeError, match="text must be a str"):

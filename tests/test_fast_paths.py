@@ -1,7 +1,10 @@
 """The fused-kernel fast paths of RNN, LSTM and GRU (``fast=True``) against the readable Python loops:
 same outputs, final states and gradients (inputs, initial states, every parameter), for 1 and 2
-layers, with and without bias and initial state, in float64 and in float32 (where CPU torch uses
-oneDNN's kernel), on every device; plus the switch itself."""
+layers, with and without bias and initial state, in float64 and in float32 (where CPU torch runs
+the LSTM through oneDNN's kernel; the GRU and RNN take its generic kernel, DESIGN.md section 7), on every
+device; a backward pass after model.eval(); plus the switch itself."""
+import contextlib
+
 import pytest
 import torch
 
@@ -31,6 +34,19 @@ def _fresh_leaves(state):
         return None
     leaves = [s.detach().clone().requires_grad_() for s in _flat(state)]
     return tuple(leaves) if isinstance(state, tuple) else leaves[0]
+
+
+@contextlib.contextmanager
+def _no_tf32():
+    """float32 without TF32 in cuDNN and in matrix multiplies, so on a GPU the fused kernel and the
+    readable loop both compute in full float32 (with TF32 the loop's matmuls keep 10 mantissa bits)."""
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
 def _run(model, x, state, fast):
@@ -77,12 +93,14 @@ def test_fast_equals_readable_float64(kind, num_layers, bias, with_state, device
 
 @pytest.mark.parametrize("kind", sorted(MODELS))
 def test_fast_equals_readable_float32(kind, device):
-    """float32 takes torch's optimized kernel (oneDNN on CPU, cuDNN on CUDA), not the generic one."""
+    """float32: the LSTM takes oneDNN's kernel on CPU (the GRU and RNN torch's generic one), every
+    model cuDNN on CUDA; TF32 is off for both paths, so like is compared with like."""
     torch.manual_seed(0)
     model = MODELS[kind](D, 16, 2).to(device)
     x = torch.randn(4, 30, D, device=device)
-    out_r, final_r, grads_r = _run(model, x, None, fast=False)
-    out_f, final_f, grads_f = _run(model, x, None, fast=True)
+    with _no_tf32():
+        out_r, final_r, grads_r = _run(model, x, None, fast=False)
+        out_f, final_f, grads_f = _run(model, x, None, fast=True)
     torch.testing.assert_close(out_f, out_r, atol=1e-5, rtol=1e-4)
     for a, b in zip(final_f, final_r):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
@@ -142,3 +160,35 @@ def test_step_matches_fast_forward(kind, device):
     torch.testing.assert_close(torch.stack(ys, 1), out)
     for a, b in zip(_flat(state), _flat(final)):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_fast_path_backward_after_eval(kind, device, monkeypatch):
+    """After model.eval() gradients still flow (cuDNN's inference kernel keeps nothing for a backward
+    pass, so the kernel must be told train=True whenever autograd records) and equal the readable
+    loop's; under torch.no_grad() in eval mode the kernel gets train=False. Outputs are the same."""
+    torch.manual_seed(0)
+    model = MODELS[kind](D, H, 2).to(device, torch.float64).eval()
+    x = torch.randn(B, T, D, dtype=torch.float64, device=device)
+    flags = []
+    original = model._call_fused
+
+    def recording(kernel, *args):
+        flags.append(args[-3])  # (..., dropout, train, bidirectional, batch_first)
+        return original(kernel, *args)
+
+    monkeypatch.setattr(model, "_call_fused", recording)
+    out_r, final_r, grads_r = _run(model, x, None, fast=False)
+    out_f, final_f, grads_f = _run(model, x, None, fast=True)
+    assert flags == [True]
+    torch.testing.assert_close(out_f, out_r)
+    for name in grads_r:
+        torch.testing.assert_close(grads_f[name], grads_r[name], msg=lambda m: f"{name}: {m}")
+    with torch.no_grad():
+        out_ng, _ = model(x)
+    assert flags == [True, False]
+    torch.testing.assert_close(out_ng, out_f)
+    model.train()
+    with torch.no_grad():
+        model(x)
+    assert flags == [True, False, True]  # training mode keeps the old flag

@@ -232,3 +232,28 @@ def test_long_context_errors():
     lt = LinearTransformer(D, H, 2, NH)
     with pytest.raises(TypeError, match="num_layers=2"):
         lt(torch.randn(1, 3, D), ((), 0))
+
+
+def test_empty_sequence_and_xl_memory_checks():
+    empty = torch.randn(1, 0, 4)
+    with pytest.raises(ValueError, match=r"at least one position \(T_k >= 1\)"):
+        sliding_window_attention(empty, empty, empty, 2)
+    torch.manual_seed(0)
+    xl = TransformerXL(D, H, 2, NH, mem_len=3)
+    x = torch.randn(2, 4, D)
+    _, (memory, t) = xl(x)
+    assert t == 4 and [m.shape for m in memory] == [(2, 3, H)] * 2
+    assert xl(x, (memory, t))[0].shape == (2, 4, H)
+    too_long = (torch.zeros(2, 4, H), memory[1])
+    with pytest.raises(ValueError, match=r"memory\[0\] must hold 1 <= M <= mem_len=3 positions; got shape \(2, 4, 8\)"):
+        xl(x, (too_long, 8))
+    with pytest.raises(ValueError, match=r"memory\[1\] must hold 1 <= M <= mem_len=3 positions; got shape \(2, 0, 8\)"):
+        xl(x, ((memory[0], torch.zeros(2, 0, H)), t))
+    with pytest.raises(ValueError, match=r"memory\[0\] must be a float32 tensor of shape \(B=1, M, H=8\)"):
+        xl(x[:1], (memory, t))
+    with pytest.raises(ValueError, match=r"memory\[0\] holds M=3 positions, more than the t=2 seen so far"):
+        xl(x, (memory, 2))
+    with pytest.raises(NotImplementedError, match="would ignore the segment memory"):
+        xl.attention_weights(x)
+    assert "mem_len=3" in repr(xl) and "max_len" not in repr(xl)
+    assert "max_len=1024" in repr(Transformer(D, H, 1, NH))

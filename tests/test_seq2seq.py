@@ -207,3 +207,23 @@ def test_bad_arguments_raise_clear_errors():
         model(src, tgt_in[:1])
     with pytest.raises(ValueError, match="max_len must be >= 1"):
         model.greedy(src, 0)
+
+
+def test_loss_and_exact_match_check_their_targets():
+    """Wrong shape, device or ids in tgt_out, and an all-PAD target (whose mean would be NaN), raise
+    clear errors; exact_match needs one device and one batch size."""
+    model = Seq2Seq(V, V, E, H)
+    src, tgt_in, tgt_out = reverse_task(2, 4, V, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(seq2seq_loss(model, src, tgt_in, tgt_out))
+    with pytest.raises(ValueError, match=r"tgt_out must have the shape of tgt_in \(B, T\) = \(2, 5\); got \(2, 4\)"):
+        seq2seq_loss(model, src, tgt_in, tgt_out[:, :-1])
+    with pytest.raises(ValueError, match="tgt_out is on device meta"):
+        seq2seq_loss(model, src, tgt_in, tgt_out.to("meta"))
+    with pytest.raises(ValueError, match=r"tgt_out must hold token ids in \[0, 8\]"):
+        seq2seq_loss(model, src, tgt_in, torch.full_like(tgt_out, V))
+    with pytest.raises(ValueError, match="every position of tgt_out is PAD=0"):
+        seq2seq_loss(model, src, tgt_in, torch.full_like(tgt_out, PAD))
+    with pytest.raises(ValueError, match="same device; got cpu and meta"):
+        exact_match(tgt_out, tgt_out.to("meta"))
+    with pytest.raises(ValueError, match=r"target must be a long tensor of shape \(B=2, T\)"):
+        exact_match(tgt_out, tgt_out[:1])

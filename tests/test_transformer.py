@@ -25,7 +25,18 @@ def test_sinusoidal_positions_by_hand():
     expected = [math.sin(2), math.cos(2), math.sin(0.02), math.cos(0.02)]
     torch.testing.assert_close(P[2], torch.tensor(expected, dtype=F64))
     torch.testing.assert_close(sinusoidal_positions(2, 4, start=1, dtype=F64), P[1:])
-    assert sinusoidal_positions(4, 5).shape == (4, 5)  # odd width: the last sine column is kept
+    # odd width: the columns are those of the next even width, minus its last cosine
+    P5 = sinusoidal_positions(4, 5, dtype=F64)
+    assert P5.shape == (4, 5)
+    t = torch.arange(4, dtype=F64)
+    torch.testing.assert_close(P5[:, 4], torch.sin(t / 10000 ** (4 / 5)))
+    torch.testing.assert_close(P5[:, 3], torch.cos(t / 10000 ** (2 / 5)))
+    assert not torch.allclose(P5[:, :4], sinusoidal_positions(4, 4, dtype=F64))  # the rates use d = 5
+    # T = 0: an empty table of the right width (what a slice P[start:start + 0] would give)
+    assert sinusoidal_positions(0, 5).shape == (0, 5)
+    assert sinusoidal_positions(0, 4, start=7).shape == (0, 4)
+    with pytest.raises(ValueError, match="T must be >= 0"):
+        sinusoidal_positions(-1, 4)
 
 
 def _block(norm, device):
@@ -152,6 +163,7 @@ def test_language_model_and_classifier_use_it_as_a_core(device):
     ids = torch.randint(0, V, (B, T), device=device)
     logits, cache = lm(ids)
     assert logits.shape == (B, T, V)
+    assert len(cache) == 2 and cache[0][0].shape == (B, NH, T, H // NH)  # the core's KV cache
     state, step_logits = None, []
     for t in range(T):
         lt, state = lm.step(ids[:, t], state)
@@ -163,7 +175,15 @@ def test_language_model_and_classifier_use_it_as_a_core(device):
     full, _ = lm(out[:-1].unsqueeze(0))
     assert torch.equal(full[0, 2:].argmax(-1), out[3:])
     clf = Classifier(Transformer(V, H, 1, NH), H, 3, vocab_size=V).to(device, F64)
-    assert clf(ids).shape == (B, 3)
+    scores = clf(ids)
+    assert scores.shape == (B, 3)
+    # the readout of the core's last output, with the ids one-hot encoded
+    h, _ = clf.core(torch.nn.functional.one_hot(ids, V).to(F64))
+    torch.testing.assert_close(scores, h[:, -1] @ clf.W_o.T + clf.b_o)
+    # and only the last output: changing the first token changes the scores (causal attention reaches it)
+    ids2 = ids.clone()
+    ids2[:, 0] = (ids2[:, 0] + 1) % V
+    assert (clf(ids2) - scores).abs().max() > 1e-6
 
 
 def test_transformer_errors():
@@ -183,3 +203,59 @@ def test_transformer_errors():
         Transformer(D, H, 1, NH, positions="rotary")
     with pytest.raises(ValueError, match="divisible"):
         Transformer(D, H, 1, 3)
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_block_equals_torch_transformer_encoder_layer(norm, causal, device):
+    """An independent reference for the whole block: torch.nn.TransformerEncoderLayer with the same
+    wiring (norm_first for pre-norm), exact GELU, d_ff = 4H, LayerNorm eps 1e-5, dropout 0 and our
+    weights copied in. Outputs and the gradients of x and of every parameter agree in float64.
+    torch's mask is the opposite convention (True = may NOT attend), hence ~causal_mask."""
+    torch.manual_seed(3)
+    block = _block(norm, device)
+    theirs = torch.nn.TransformerEncoderLayer(H, NH, dim_feedforward=block.d_ff, dropout=0.0, activation="gelu",
+                                              batch_first=True, norm_first=(norm == "pre")).to(device, F64)
+    assert theirs.norm1.eps == block.ln_1.eps == 1e-5 and block.mlp[1].approximate == "none"
+    pairs = [(theirs.self_attn.in_proj_weight, block.attn.W_qkv), (theirs.self_attn.in_proj_bias, block.attn.b_qkv),
+             (theirs.self_attn.out_proj.weight, block.attn.W_o), (theirs.self_attn.out_proj.bias, block.attn.b_o),
+             (theirs.linear1.weight, block.mlp[0].weight), (theirs.linear1.bias, block.mlp[0].bias),
+             (theirs.linear2.weight, block.mlp[2].weight), (theirs.linear2.bias, block.mlp[2].bias),
+             (theirs.norm1.weight, block.ln_1.weight), (theirs.norm1.bias, block.ln_1.bias),
+             (theirs.norm2.weight, block.ln_2.weight), (theirs.norm2.bias, block.ln_2.bias)]
+    assert len(pairs) == len(list(block.parameters())) == len(list(theirs.parameters()))
+    with torch.no_grad():
+        for t, o in pairs:
+            t.copy_(o)
+    x = torch.randn(B, T, H, dtype=F64, device=device)
+    mask = causal_mask(T, device=device) if causal else None
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_ours = block(x1, mask)
+    y_theirs = theirs(x2, src_mask=None if mask is None else ~mask, is_causal=causal)
+    torch.testing.assert_close(y_ours, y_theirs)
+    w = torch.randn(B, T, H, dtype=F64, device=device)
+    (y_ours * w).sum().backward()
+    (y_theirs * w).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    for t, o in pairs:
+        torch.testing.assert_close(o.grad, t.grad)
+    if causal:  # the mask matters: without it the outputs differ
+        assert (block(x) - y_ours).abs().max() > 1e-3
+
+
+def test_forward_cached_checks_the_cache(device):
+    block = _block("pre", device)
+    x = torch.randn(B, T, H, dtype=F64, device=device)
+    y, (k, v), _ = block.forward_cached(x[:, :4])
+    y2, _, _ = block.forward_cached(x[:, 4:], (k, v))
+    torch.testing.assert_close(torch.cat([y, y2], 1), block(x, causal_mask(T, device=device)))
+    with pytest.raises(TypeError, match=r"past must be a pair \(k, v\), each \(B=2, nh=2, T_past, hs=4\)"):
+        block.forward_cached(x, k)
+    with pytest.raises(ValueError, match=r"past k must be a float64 tensor of shape \(B=2, nh=2, T_past, hs=4\)"):
+        block.forward_cached(x, (k[:1], v))
+    with pytest.raises(ValueError, match=r"past v must be .*hs=4"):
+        block.forward_cached(x, (k, v[..., :3]))
+    with pytest.raises(ValueError, match="same number of positions T_past; got 4 and 3"):
+        block.forward_cached(x, (k, v[:, :, :3]))
+    with pytest.raises(TypeError, match="past k must have dtype torch.float64"):
+        block.forward_cached(x, (k.float(), v))

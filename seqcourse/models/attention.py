@@ -34,7 +34,7 @@ import math
 import torch
 from torch import nn
 
-from ..validation import expect_int, expect_model_tensor, expect_nonempty_time, expect_tensor
+from ..validation import _same_device, expect_int, expect_model_tensor, expect_nonempty_time, expect_tensor
 
 __all__ = [
     "MultiHeadAttention",
@@ -89,9 +89,15 @@ def sliding_window_mask(T: int, window: int, device=None) -> torch.Tensor:
     return (offset >= 0) & (offset < window)
 
 
-def check_mask(mask, T_q: int, T_k: int, device=None) -> torch.Tensor:
+def check_mask(mask, T_q: int, T_k: int, device=None, scores_shape=None) -> torch.Tensor:
     """Check a bool mask whose last two dimensions are (T_q or 1, T_k) and in which every query may
-    attend to at least one key; return it unchanged."""
+    attend to at least one key; return it unchanged.
+
+    ``scores_shape``, when given, is the full shape of the scores the mask is applied to, e.g.
+    (B, nh, T_q, T_k): the mask's leading dimensions must then broadcast to it *without changing it*
+    (a mask (3, 1, T_q, T_k) on scores (2, T_q, T_k) would silently make 3 copies of the batch).
+    ``device``: the queries' device; the mask must be on the same device.
+    """
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
         got = f"dtype {mask.dtype}" if isinstance(mask, torch.Tensor) else type(mask).__name__
         raise TypeError(
@@ -102,7 +108,19 @@ def check_mask(mask, T_q: int, T_k: int, device=None) -> torch.Tensor:
             f"mask must have shape (..., T_q={T_q}, T_k={T_k}) (or (..., 1, T_k={T_k}) for all queries); "
             f"got shape {tuple(mask.shape)}"
         )
-    if device is not None and mask.device.type != torch.device(device).type:
+    if scores_shape is not None:
+        scores_shape = tuple(scores_shape)
+        try:
+            fits = torch.broadcast_shapes(tuple(mask.shape), scores_shape) == scores_shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"mask of shape {tuple(mask.shape)} does not broadcast to the attention scores' shape "
+                f"{scores_shape} (each leading dimension of the mask must be 1 or the scores' size, and "
+                "the mask may not add dimensions)"
+            )
+    if device is not None and not _same_device(mask.device, torch.device(device)):
         raise ValueError(f"mask is on device {mask.device}, but the queries are on {device}; move it with mask.to(...)")
     if not bool(mask.any(dim=-1).all()):
         raise ValueError("every query must be allowed at least one key, but mask has a row that is all False")
@@ -137,6 +155,12 @@ def _check_qkv(q, k, v) -> None:
             f"q, k and v must have the same leading (batch, head) dimensions; got {tuple(q.shape)}, "
             f"{tuple(k.shape)}, {tuple(v.shape)}"
         )
+    if k.shape[-2] == 0:
+        raise ValueError(f"k and v must have at least one position (T_k >= 1); got k {tuple(k.shape)}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k and v must have the same dtype; got {q.dtype}, {k.dtype} and {v.dtype}")
+    if not (_same_device(q.device, k.device) and _same_device(q.device, v.device)):
+        raise ValueError(f"q, k and v must be on the same device; got {q.device}, {k.device} and {v.device}")
 
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -152,7 +176,7 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     _check_qkv(q, k, v)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., T_q, T_k)
     if mask is not None:
-        check_mask(mask, q.shape[-2], k.shape[-2], q.device)
+        check_mask(mask, q.shape[-2], k.shape[-2], q.device, scores_shape=scores.shape)
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)  # (..., T_q, T_k)
     return weights @ v, weights
@@ -163,12 +187,17 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     """(B, T, D) -> (B, nh, T, hs): head i gets features i*hs .. (i+1)*hs - 1, hs = D / nh."""
+    n_heads = expect_int(n_heads, "n_heads", minimum=1)
+    expect_tensor(x, "x", dims=("B", "T", "D"))
     B, T, D = x.shape
+    if D % n_heads:
+        raise ValueError(f"x's last dimension D must be divisible by n_heads; got D={D}, n_heads={n_heads}")
     return x.view(B, T, n_heads, D // n_heads).transpose(1, 2)
 
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """(B, nh, T, hs) -> (B, T, nh * hs): the heads' outputs side by side (Concat(head_1, ..., head_nh))."""
+    expect_tensor(x, "x", dims=("B", "nh", "T", "hs"))
     B, nh, T, hs = x.shape
     return x.transpose(1, 2).reshape(B, T, nh * hs)
 
@@ -258,12 +287,19 @@ class MultiHeadAttention(nn.Module):
         T_q, T_k = q.shape[-2], k.shape[-2]
         if mask is not None:
             check_mask(mask, T_q, T_k, q.device)
-            if mask.ndim == 3:
-                mask = mask.unsqueeze(1)  # (B, 1, T_q or 1, T_k): the same for every head
-            elif mask.ndim not in (2, 4):
+            if mask.ndim not in (2, 3, 4):
                 raise ValueError(
                     "mask must have shape (T_q, T_k), (B, T_q, T_k), (B, 1, T_k) or (B, nh, T_q, T_k); "
                     f"got {tuple(mask.shape)}"
+                )
+            given = tuple(mask.shape)
+            if mask.ndim == 3:
+                mask = mask.unsqueeze(1)  # (B, 1, T_q or 1, T_k): the same for every head
+            B = q.shape[0]
+            if mask.ndim == 4 and (mask.shape[0] not in (1, B) or mask.shape[1] not in (1, nh)):
+                raise ValueError(
+                    f"mask's batch dimension must be 1 or B={B} and its head dimension 1 or nh={nh} "
+                    f"(scores (B={B}, nh={nh}, T_q={T_q}, T_k={T_k})); got mask of shape {given}"
                 )
         if causal and (mask is not None or T_q != T_k):
             both = causal_mask(T_q, T_k, device=q.device)

@@ -94,6 +94,17 @@ def copy_bidirectional_from_torch(ours: Bidirectional, theirs: nn.Module, layer:
     if not isinstance(theirs, torch_class) or not theirs.bidirectional:
         raise TypeError(f"theirs must be a bidirectional torch.nn.{torch_class.__name__}; got {theirs!r}")
     expect_int(layer, "layer", minimum=0, maximum=theirs.num_layers - 1)
+    if getattr(theirs, "proj_size", 0) != 0:
+        raise ValueError(f"theirs must have proj_size=0 (no LSTM projection); got proj_size={theirs.proj_size}")
+    expected_input = theirs.input_size if layer == 0 else 2 * theirs.hidden_size
+    for ours_layer, direction in ((ours.forward_layer, "forward"), (ours.backward_layer, "backward")):
+        got = (ours_layer.input_size, ours_layer.hidden_size)
+        if got != (expected_input, theirs.hidden_size):
+            why = "input_size" if layer == 0 else "2 * hidden_size: it reads both directions of the layer below"
+            raise ValueError(
+                f"the {direction} layer must have (input_size, hidden_size) = ({expected_input}, {theirs.hidden_size}) "
+                f"to hold layer {layer} of theirs (input size = theirs' {why}); got {got}"
+            )
     for ours_layer, suffix in ((ours.forward_layer, ""), (ours.backward_layer, "_reverse")):
         if ours_layer.num_layers != 1:
             raise ValueError(f"each direction must have num_layers=1; got {ours_layer.num_layers} "

@@ -36,9 +36,13 @@ their weights (mind the GRU's update-gate convention, explained there), and the 
 
 Fast path: ``LSTM(..., fast=True)`` / ``GRU(..., fast=True)`` (or ``model.fast = True`` later) runs the
 same parameters through torch's fused kernels (``torch._VF.lstm`` / ``torch._VF.gru``, what
-``torch.nn.LSTM`` / ``torch.nn.GRU`` call; oneDNN on CPU, cuDNN on a GPU) instead of the Python loop.
+``torch.nn.LSTM`` / ``torch.nn.GRU`` call; on CPU the float32 LSTM runs oneDNN's kernel and the GRU
+torch's generic one; cuDNN on a GPU) instead of the Python loop.
 Gradients flow to our parameters; tests/test_fast_paths.py checks both paths give the same outputs,
 states and gradients. The long training runs use it; ``step`` is always the readable cell.
+``torch._VF`` is a private interface; it is safe here because torch is pinned to exactly 2.13.0
+(requirements.txt). The kernels' ``train`` flag is ``self.training or torch.is_grad_enabled()``
+(see ``rnn.FastPath._kernel_train``): a backward pass after ``model.eval()`` works on cuDNN too.
 """
 from __future__ import annotations
 
@@ -197,7 +201,7 @@ class LSTM(FastPath, StackedLayers):
         for cell in self.cells:
             weights += [cell.W_x, cell.W_h] + ([cell.b, torch.zeros_like(cell.b)] if self.bias else [])
         out, h_n, c_n = self._call_fused(torch._VF.lstm, x, tuple(state), weights, self.bias,
-                                         self.num_layers, 0.0, self.training, False, True)
+                                         self.num_layers, 0.0, self._kernel_train(), False, True)
         return out, (h_n, c_n)
 
     def step(self, x_t: torch.Tensor, state=None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -311,7 +315,7 @@ class GRU(FastPath, StackedLayers):
             if self.bias:
                 weights += [torch_convention(p) for p in (cell.b_x, cell.b_h)]
         return self._call_fused(torch._VF.gru, x, h0, weights, self.bias, self.num_layers,
-                                0.0, self.training, False, True)
+                                0.0, self._kernel_train(), False, True)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, fast={self.fast}"

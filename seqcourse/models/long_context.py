@@ -97,6 +97,9 @@ class TransformerXL(Transformer):
     positions); the same weights in a ``Transformer`` compute the full-context function.
     ``step(x_t (B, D), state)`` (inherited) feeds segments of one position: each token then sees its
     last mem_len + 1 positions in every block, in memory bounded by mem_len.
+
+    ``max_len`` (inherited from ``Transformer``) is not used: positions are sinusoidal, with no limit,
+    so the repr leaves it out. ``attention_weights`` is not available (it would ignore the memory).
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, n_heads: int, mem_len: int,
@@ -112,8 +115,14 @@ class TransformerXL(Transformer):
         memory, t = state
         if not isinstance(memory, (tuple, list)) or len(memory) != self.num_layers:
             raise TypeError(f"state must be {expected}; got a memory of type {type(memory).__name__}")
-        for m in memory:
-            expect_model_tensor(self, m, "memory", dims=("B", "M", "H"), size={"B": batch, "H": self.hidden_size})
+        for layer, m in enumerate(memory):
+            name = f"memory[{layer}]"
+            expect_model_tensor(self, m, name, dims=("B", "M", "H"), size={"B": batch, "H": self.hidden_size})
+            if not 1 <= m.shape[1] <= self.mem_len:
+                raise ValueError(f"{name} must hold 1 <= M <= mem_len={self.mem_len} positions; "
+                                 f"got shape {tuple(m.shape)}")
+            if m.shape[1] > t:
+                raise ValueError(f"{name} holds M={m.shape[1]} positions, more than the t={t} seen so far")
         return memory, t
 
     def forward(self, x: torch.Tensor, state=None):
@@ -133,8 +142,16 @@ class TransformerXL(Transformer):
             h = self.ln_f(h)
         return h, (tuple(new_memory), start + x.shape[1])
 
+    def attention_weights(self, x: torch.Tensor):
+        """Not available: ``Transformer.attention_weights`` would run without the segment memory."""
+        raise NotImplementedError(
+            "TransformerXL.attention_weights is not available: the inherited version would ignore the "
+            "segment memory; load the weights into a Transformer (model.load_state_dict) to see full-context weights"
+        )
+
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, mem_len={self.mem_len}"
+        return (f"input_size={self.input_size}, hidden_size={self.hidden_size}, num_layers={self.num_layers}, "
+                f"n_heads={self.n_heads}, norm={self.norm!r}, mem_len={self.mem_len}")
 
 
 # ---- linear attention -------------------------------------------------------------------------

@@ -41,6 +41,7 @@ def _check_features(module: nn.Module, x, d: int) -> None:
     else:
         expect_tensor(x, "x", dtype="float")
 
+
 class LayerNorm(nn.Module):
     """LN(x) = (x - mu) / sqrt(sigma^2 + eps) * weight + bias over the last dimension.
 

@@ -19,6 +19,9 @@ Fast path: ``RNN(..., fast=True)`` (or ``model.fast = True`` later) runs the sam
 torch's fused multi-layer kernel (``torch._VF.rnn_tanh``, what ``torch.nn.RNN`` itself calls) instead
 of the Python loop; gradients flow to ``W_x``, ``W_h``, ``b`` as before, and tests/test_fast_paths.py
 checks the two paths compute the same outputs, states and gradients. ``step`` is always the readable cell.
+``torch._VF`` is a private interface; it is safe here because torch is pinned to exactly 2.13.0
+(requirements.txt). The kernel's ``train`` flag is ``self.training or torch.is_grad_enabled()``
+(``FastPath._kernel_train``), so a backward pass after ``model.eval()`` works on cuDNN too.
 """
 from __future__ import annotations
 
@@ -47,6 +50,15 @@ class FastPath:
         if not isinstance(value, bool):
             raise TypeError(f"fast must be True or False; got {type(value).__name__} {value!r}")
         self._fast = value
+
+    def _kernel_train(self) -> bool:
+        """The kernels' ``train`` flag: ``self.training or torch.is_grad_enabled()``.
+
+        With ``train=False`` cuDNN runs its inference kernel, which keeps no workspace for a backward
+        pass, so ``loss.backward()`` after ``model.eval()`` (e.g. gradients of a trained model's
+        outputs with respect to its inputs) would raise. The flag only chooses what is kept for the
+        backward pass: dropout is 0, so the outputs are the same either way."""
+        return self.training or torch.is_grad_enabled()
 
     @staticmethod
     def _call_fused(kernel, *args):
@@ -189,7 +201,7 @@ class RNN(FastPath, StackedLayers):
         for cell in self.cells:
             weights += [cell.W_x, cell.W_h] + ([cell.b, torch.zeros_like(cell.b)] if self.bias else [])
         return self._call_fused(torch._VF.rnn_tanh, x, h0, weights, self.bias, self.num_layers,
-                                0.0, self.training, False, True)
+                                0.0, self._kernel_train(), False, True)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, fast={self.fast}"

@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from ..tasks import BOS, EOS, PAD
-from ..validation import expect_ids, expect_int, expect_tensor, module_dtype_device
+from ..validation import _same_device, expect_ids, expect_int, expect_tensor, module_dtype_device
 from .gated import GRU, LSTM
 from .rnn import RNN
 
@@ -219,18 +219,27 @@ class Seq2Seq(nn.Module):
 
 def seq2seq_loss(model: Seq2Seq, src: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of ``model(src, tgt_in)`` against ``tgt_out`` (B, T) over its non-PAD
-    positions: the ``loss_fn`` for ``seqcourse.train.train`` on ``reverse_task`` batches."""
+    positions: the ``loss_fn`` for ``seqcourse.train.train`` on ``reverse_task`` batches.
+
+    ``tgt_out`` must be on the model's device, shaped like ``tgt_in``, and hold at least one non-PAD id."""
     logits = model(src, tgt_in)  # (B, T, V)
-    expect_tensor(tgt_out, "tgt_out", dims=("B", "T"), size={"B": logits.shape[0], "T": logits.shape[1]},
-                  dtype="long")
+    expect_ids(tgt_out, "tgt_out", logits.shape[-1], device=logits.device)
+    if tgt_out.shape != logits.shape[:2]:
+        raise ValueError(f"tgt_out must have the shape of tgt_in (B, T) = {tuple(logits.shape[:2])}; "
+                         f"got {tuple(tgt_out.shape)}")
+    if not bool((tgt_out != PAD).any()):
+        raise ValueError(f"every position of tgt_out is PAD={PAD}, so the mean over non-PAD targets is undefined")
     return nn.functional.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
 
 
 def exact_match(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """predicted (B, T1), target (B, T2) long -> bool (B,): True where the two sequences are equal
-    after padding the shorter with PAD (every token up to and including EOS right, nothing after it)."""
+    after padding the shorter with PAD (every token up to and including EOS right, nothing after it).
+    The batch sizes must agree and both tensors be on the same device; the lengths T1, T2 may differ."""
     expect_tensor(predicted, "predicted", dims=("B", "T"), dtype="long")
     expect_tensor(target, "target", dims=("B", "T"), size={"B": predicted.shape[0]}, dtype="long")
+    if not _same_device(predicted.device, target.device):
+        raise ValueError(f"predicted and target must be on the same device; got {predicted.device} and {target.device}")
     width = max(predicted.shape[1], target.shape[1])
     pad = lambda x: nn.functional.pad(x, (0, width - x.shape[1]), value=PAD)  # noqa: E731
     return (pad(predicted) == pad(target)).all(dim=1)

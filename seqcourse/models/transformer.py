@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..validation import expect_int, expect_model_tensor, expect_nonempty_time, module_dtype_device
+from ..validation import _same_device, expect_int, expect_model_tensor, expect_nonempty_time, module_dtype_device
 from .attention import MultiHeadAttention
 from .norm import LayerNorm
 
@@ -43,14 +43,16 @@ POSITIONS = ("sinusoidal", "learned")
 
 def sinusoidal_positions(T: int, d: int, start: int = 0, device=None, dtype=torch.float32) -> torch.Tensor:
     """P (T, d) for positions start, ..., start + T - 1:
-    P[t, 2i] = sin(t / 10000^(2i/d)),  P[t, 2i+1] = cos(t / 10000^(2i/d))."""
+    P[t, 2i] = sin(t / 10000^(2i/d)),  P[t, 2i+1] = cos(t / 10000^(2i/d)).
+
+    For odd d the last column is a sine (its cosine partner is cut). T = 0 gives an empty (0, d)."""
     T = expect_int(T, "T", minimum=0)
     d = expect_int(d, "d", minimum=1)
     start = expect_int(start, "start", minimum=0)
     t = torch.arange(start, start + T, device=device, dtype=torch.float64).unsqueeze(1)  # (T, 1)
     two_i = torch.arange(0, d, 2, device=device, dtype=torch.float64)  # 2i = 0, 2, 4, ...
     angle = t / 10000.0 ** (two_i / d)  # (T, ceil(d/2))
-    P = torch.stack([angle.sin(), angle.cos()], dim=-1).view(T, -1)[:, :d]  # interleave sin, cos
+    P = torch.stack([angle.sin(), angle.cos()], dim=-1).view(T, 2 * angle.shape[1])[:, :d]  # interleave sin, cos
     return P.to(dtype)
 
 
@@ -128,6 +130,8 @@ class Block(ResidualBlock):
         ``weights`` are returned when ``fast=False`` (the readable attention), else None.
         """
         self._check(x)
+        if past is not None:
+            self._check_past(past, x.shape[0])
 
         def attention(h):
             q, k, v = self.attn.project(h)  # (B, nh, T, hs)
@@ -138,6 +142,18 @@ class Block(ResidualBlock):
 
         y, (k, v, weights) = self.sublayers(x, attention)
         return y, (k, v), weights
+
+    def _check_past(self, past, batch: int) -> None:
+        """A cache for ``forward_cached``: (k, v), each (B, nh, T_past, hs) with the same T_past."""
+        nh, hs = self.attn.n_heads, self.attn.head_size
+        expected = f"a pair (k, v), each (B={batch}, nh={nh}, T_past, hs={hs})"
+        if not isinstance(past, (tuple, list)) or len(past) != 2:
+            raise TypeError(f"past must be {expected}, or None; got {type(past).__name__}")
+        for t, name in zip(past, ("past k", "past v")):
+            expect_model_tensor(self, t, name, dims=("B", "nh", "T_past", "hs"), size={"B": batch, "nh": nh, "hs": hs})
+        if past[0].shape[2] != past[1].shape[2]:
+            raise ValueError(f"past k and past v must hold the same number of positions T_past; "
+                             f"got {past[0].shape[2]} and {past[1].shape[2]}")
 
     def kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The keys and values this block's attention computes from block inputs x (B, T, H):
@@ -207,7 +223,7 @@ class Transformer(nn.Module):
                 if T_seen is not None and t.shape[2] != T_seen:
                     raise ValueError(f"every cache entry must hold the same T_seen; got {T_seen} and {t.shape[2]}")
                 T_seen = t.shape[2]
-                if t.dtype != dtype or t.device.type != device.type:
+                if t.dtype != dtype or not _same_device(t.device, device):
                     raise ValueError(f"cache tensors must be {dtype} on {device}; got {t.dtype} on {t.device}")
         return T_seen
 
