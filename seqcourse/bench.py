@@ -53,6 +53,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import bench_models
+
 DEFAULT_JSON = Path("_build") / "bench" / "notebooks.json"
 DEFAULT_MODELS_JSON = Path("_build") / "bench" / "models.json"
 # Environment settings that change what a notebook does or how fast it runs; recorded in the JSON.
@@ -176,16 +178,6 @@ def _positive(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m seqcourse bench",
@@ -206,13 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-models", action="store_true", help="run only the notebooks")
     parser.add_argument("--models-json", type=Path, default=DEFAULT_MODELS_JSON, metavar="PATH",
                         help=f"where to write the model benchmark as JSON (default: {DEFAULT_MODELS_JSON})")
-    models = parser.add_argument_group("model benchmark (seqcourse.bench_models)")
-    models.add_argument("--quick", action="store_true", help="tiny sizes, one round (for tests; numbers mean nothing)")
-    models.add_argument("--repeats", type=_positive_int, default=None, metavar="N",
-                        help="timed rounds per table; the median is kept (default 5)")
-    models.add_argument("--device", default=None, help="cpu, cuda, mps (default: seqcourse.device.get_device())")
-    models.add_argument("--threads", type=_positive_int, default=1, metavar="N",
-                        help="torch intra-op threads during the model benchmark (default 1)")
+    bench_models.add_arguments(parser.add_argument_group("model benchmark (seqcourse.bench_models)"))
     return parser
 
 
@@ -238,8 +224,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_notebooks:
         status = _run_notebooks(parser, args)
     if not args.skip_models:
-        from . import bench_models  # imports torch: only now, after the notebooks ran
-
         print()
         bench_models.run_and_report(args, args.models_json)
     return status

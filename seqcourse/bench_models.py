@@ -49,8 +49,8 @@ import torch
 from torch import nn
 
 from .analysis import saved_tensor_bytes
-from .bench_scan import SCANS, _sync, s4d_mode_times, scan_inputs, time_scans_at
-from .device import get_device
+from .bench_scan import SCANS, s4d_mode_times, scan_inputs, time_scans_at
+from .device import get_device, synchronize
 from .validation import expect_int
 
 __all__ = ["FULL", "QUICK", "Sizes", "add_arguments", "bench_attention", "bench_recurrent", "bench_s4d",
@@ -93,10 +93,10 @@ def interleaved_medians(cases: Mapping[str, Callable[[], object]], repeats: int,
     for round_ in range(repeats + 1):
         for name in names[round_ % len(names):] + names[:round_ % len(names)]:
             case = cases[name]
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             case()
-            _sync(device)
+            synchronize(device)
             if round_:
                 samples[name].append(time.perf_counter() - start)
     return {name: statistics.median(s) for name, s in samples.items()}
@@ -368,13 +368,34 @@ def run(*, quick: bool = False, repeats: int | None = None, device=None, threads
     return results
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The model benchmark's options (shared with ``python -m seqcourse bench``)."""
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 (torch's default) or a positive integer, got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The model benchmark's options, on ``parser`` or an argument group of it (shared with
+    ``python -m seqcourse bench``, so both commands accept the same values)."""
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round (for tests; numbers mean nothing)")
-    parser.add_argument("--repeats", type=int, default=None, metavar="N",
+    parser.add_argument("--repeats", type=_positive_int, default=None, metavar="N",
                         help=f"timed rounds per table; the median is kept (default {FULL.repeats}, quick {QUICK.repeats})")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: seqcourse.device.get_device())")
-    parser.add_argument("--threads", type=int, default=1, metavar="N",
+    parser.add_argument("--threads", type=_threads, default=1, metavar="N",
                         help="torch intra-op threads during the run (default 1; 0 keeps torch's own)")
 
 
@@ -396,10 +417,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="PATH",
                         help=f"where to write the results as JSON (default: {DEFAULT_JSON})")
     args = parser.parse_args(argv)
-    if args.repeats is not None and args.repeats < 1:
-        parser.error(f"--repeats expected a positive integer, got {args.repeats}")
-    if args.threads < 0:
-        parser.error(f"--threads expected 0 (torch's default) or a positive integer, got {args.threads}")
     run_and_report(args, args.json)
     return 0
 

@@ -37,6 +37,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .scan import _check_linear, discretize_selective, selective_scan
+from .device import synchronize
 from .validation import expect_int
 
 __all__ = [
@@ -135,11 +136,6 @@ class ScanTiming:
     work: int
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_scans(length: int = 512, factor: int = 4, *, batch: int = 4, channels: int = 32, state_size: int = 16,
                repeats: int = 5, scans: Sequence[str] = ("sequential", "parallel"),
                device=None) -> list[ScanTiming]:
@@ -174,13 +170,13 @@ def time_scans_at(lengths: Sequence[int], *, batch: int = 4, channels: int = 32,
             for L in lengths:
                 for value in inputs[L].values():
                     value.grad = None
-                _sync(device)
+                synchronize(device)
                 start = time.perf_counter()
                 y = SCANS[name](inputs[L])
-                _sync(device)
+                synchronize(device)
                 middle = time.perf_counter()
                 y.sum().backward()
-                _sync(device)
+                synchronize(device)
                 end = time.perf_counter()
                 if round_:  # round 0 warms up
                     samples[name, L][0].append(middle - start)
@@ -227,11 +223,11 @@ def s4d_mode_times(lengths: Sequence[int] = (256, 1024, 4096), *, batch: int = 4
         for mode, run in modes.items():
             for T in lengths:
                 layer.zero_grad(set_to_none=True)
-                _sync(device)
+                synchronize(device)
                 start = time.perf_counter()
                 y, _ = run(inputs[T])
                 y.square().mean().backward()
-                _sync(device)
+                synchronize(device)
                 if round_:
                     samples[mode, T].append(time.perf_counter() - start)
     return {mode: {T: statistics.median(samples[mode, T]) for T in lengths} for mode in modes}

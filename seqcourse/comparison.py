@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from .analysis import saved_tensor_bytes
+from .device import synchronize
 from .validation import expect_int
 
 __all__ = [
@@ -165,19 +166,26 @@ def state_bytes(state) -> int:
     raise TypeError(f"state must hold tensors (in tuples or lists); got {type(state).__name__}")
 
 
-def _check_cores(cores) -> None:
-    if not isinstance(cores, Mapping) or not cores or not all(isinstance(c, nn.Module) for c in cores.values()):
+def _check_core(core, name: str = "core", *, step: bool = False) -> None:
+    """A sequence core: a ``torch.nn.Module`` with parameters, an ``input_size`` D and
+    forward(x (B, T, D)) -> (outputs (B, T, H), state); with ``step``, also step(x_t (B, D), state)."""
+    needs = ["input_size"] + (["step"] if step else [])
+    if not isinstance(core, nn.Module) or any(not hasattr(core, attr) for attr in needs) \
+            or next(core.parameters(), None) is None:
+        raise TypeError(f"{name} must be a sequence core: a torch.nn.Module with parameters and "
+                        f"{' and '.join(needs)} (like make_core(...)); got {type(core).__name__}")
+
+
+def _check_cores(cores, *, step: bool = False) -> None:
+    if not isinstance(cores, Mapping) or not cores:
         raise TypeError("cores must be a non-empty mapping from names to cores (torch.nn.Module), "
                         "e.g. {name: core for name, (core, H) in matched_cores(...).items()}")
+    for name, core in cores.items():
+        _check_core(core, f"cores[{name!r}]", step=step)
 
 
 def _device_of(core: nn.Module) -> torch.device:
     return next(core.parameters()).device
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def training_costs(cores: Mapping[str, nn.Module], lengths: Sequence[int], *, batch: int = 8,
@@ -222,7 +230,7 @@ def generation_costs(cores: Mapping[str, nn.Module], positions: int, *, batch: i
     """Generate ``positions`` tokens with each core's ``step()`` (inputs: random vectors; only the
     cost matters): ``{name: {"seconds": [per step], "state_bytes": [after each step]}}``."""
     expect_int(positions, "positions", minimum=1)
-    _check_cores(cores)
+    _check_cores(cores, step=True)
     out = {}
     for name, core in cores.items():
         g = torch.Generator().manual_seed(seed)
@@ -230,10 +238,10 @@ def generation_costs(cores: Mapping[str, nn.Module], positions: int, *, batch: i
         xs = torch.randn(positions, batch, core.input_size, generator=g).to(device)
         state, seconds, sizes = None, [], []
         for x_t in xs:
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             _, state = core.step(x_t, state)
-            _sync(device)
+            synchronize(device)
             seconds.append(time.perf_counter() - start)
             sizes.append(state_bytes(state))
         out[name] = {"seconds": seconds, "state_bytes": sizes}
@@ -248,13 +256,14 @@ def gradient_reach(core: nn.Module, length: int, *, batch: int = 4, seed: int = 
 
     A recurrence multiplies one Jacobian per step, so r_k typically decays geometrically; a TCN's
     r_k is exactly 0 once k reaches its receptive field; attention reaches every position in one hop."""
+    _check_core(core)
     expect_int(length, "length", minimum=2)
     g = torch.Generator().manual_seed(seed)
     device = _device_of(core)
     x = torch.randn(batch, length, core.input_size, generator=g).to(device).requires_grad_()
     y_last = core(x)[0][:, -1]  # (B, H)
-    (y_last * torch.randn(y_last.shape[-1], generator=g).to(device)).sum().backward()
-    norms = x.grad.norm(dim=(0, 2)).flip(0)  # index k = distance back from the last step
+    (grad,) = torch.autograd.grad((y_last * torch.randn(y_last.shape[-1], generator=g).to(device)).sum(), x)
+    norms = grad.norm(dim=(0, 2)).flip(0)  # index k = distance back from the last step
     return (norms / norms[0]).cpu()
 
 
@@ -266,6 +275,7 @@ def flops_per_token(core: nn.Module, positions: Sequence[int], *, batch: int = 1
     every device, so count a Transformer with its readable attention (``attention_fast=False``)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    _check_core(core, step=True)
     wanted = sorted({expect_int(p, "each position", minimum=1) for p in positions})
     device = _device_of(core)
     g = torch.Generator().manual_seed(seed)
@@ -320,7 +330,7 @@ def long_range_scores(names: Sequence[str], task: str, lengths: Sequence[int], *
     adding: score = 1 - MSE / MSE of always answering 1 (``tasks.adding_baseline_mse``; 1 = solved,
     0 = no better than the mean, so chance = 0); copy, selective_copy: accuracy on the ``RECALLED``
     recall steps (chance = ``tasks.copy_baseline``'s recall accuracy 1/K = 1/4). For copy, T is the
-    delay D between the symbols and the delimiter (the first symbol is recalled ``RECALLED`` + D steps
+    delay ℓ between the symbols and the delimiter (the first symbol is recalled ``RECALLED`` + ℓ steps
     after it was read); for selective copy, the span the symbols are scattered over.
     Each family's width is matched once per task; every (family, T) starts from the same seed."""
     from .models.wrappers import Classifier, LanguageModel
@@ -500,15 +510,17 @@ TCN_RECEPTIVE_FIELD = 2 * (2 ** TCN_LEVELS - 1) + 1
 def min_distance(task: str, length: int) -> int:
     """The fewest steps between an input a recall needs and the output that needs it, at ``length``:
     adding: T - ⌊T/2⌋ (the earlier marked value lies in the first half, the answer at step T - 1);
-    copy: ``RECALLED`` + D (every symbol is written back S + D steps after it was read);
-    selective copy: 1 (a symbol may sit just before the markers)."""
+    copy: ``RECALLED`` + ℓ, ℓ = ``length`` the delay (every symbol is written back M + ℓ steps after
+    it was read, M = ``RECALLED``);
+    selective copy: ``RECALLED`` (the k-th of the M = ``RECALLED`` symbols sits at step ≤ T - M + k,
+    k = 0 ... M-1, and is written back at step T + k, with T = ``length``)."""
     expect_int(length, "length", minimum=1)
     if task == "adding":
         return length - length // 2
     if task == "copy":
         return RECALLED + length
     if task == "selective_copy":
-        return 1
+        return RECALLED
     raise ValueError(f"unknown task {task!r}; expected 'adding', 'copy' or 'selective_copy'")
 
 
@@ -530,7 +542,8 @@ def _long_range_claim(m: dict) -> tuple[bool, str]:
         ok = ("Transformer" in above and any(n in above for n in ("S4D", "Mamba")) and "RNN" not in above
               and not (tcn_blind and "TCN" in above))
         verdicts.append(ok)
-        evidence.append(f"{task} T={T}: {', '.join(above) or 'none'} reach {bar:.2f}"
+        length_name = "ℓ" if task == "copy" else "T"  # the copy task's length is its delay ℓ
+        evidence.append(f"{task} {length_name}={T}: {', '.join(above) or 'none'} reach {bar:.2f}"
                         + (" (beyond the TCN's field)" if tcn_blind else ""))
     return bool(verdicts) and all(verdicts), "; ".join(evidence)
 
@@ -541,9 +554,9 @@ CLAIMS = (
     Claim("memory (train)", "O(T) for RNN, TCN, SSM; O(T²) for the Transformer", _train_memory_claim),
     Claim("memory (inference)", "O(d) for RNN, TCN, SSM; O(T·d) for the Transformer (KV cache)",
           _inference_memory_claim),
-    Claim("inference per token", "O(1) for RNN and SSM, O(k) for TCN, O(n) for the Transformer",
+    Claim("inference per token", "O(1) for RNN and SSM, O(k) for TCN, O(p) for the Transformer",
           _inference_ops_claim),
-    Claim("inference time per token", "constant for RNN, TCN and SSM; growing with n for the Transformer",
+    Claim("inference time per token", "constant for RNN, TCN and SSM; growing with p for the Transformer",
           _inference_time_claim),
     Claim("long-range dependencies", "RNN difficult, TCN fixed receptive field, Transformer excellent, SSM good",
           _long_range_claim),

@@ -70,3 +70,13 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds cuda and mps generators
     return torch.Generator().manual_seed(seed)
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait until every kernel queued on ``device`` has finished (a no-op on cpu), so that a timer
+    read afterwards measures the work and not only its launch. cuda and mps run asynchronously."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        torch.cuda.synchronize(device)
+    elif kind == "mps":
+        torch.mps.synchronize()

@@ -175,6 +175,9 @@ def layer_gradient_norms(
     if not blocks or not all(isinstance(b, nn.Module) for b in blocks):
         raise TypeError("blocks must be a non-empty sequence of torch.nn.Module, each mapping (B, T, d) -> (B, T, d)")
     expect_tensor(x, "x", dims=("B", "T", "d"), dtype="float")
+    if final_norm is not None and not isinstance(final_norm, nn.Module):
+        raise TypeError(f"final_norm must be None or a torch.nn.Module mapping (B, T, d) -> (B, T, d); "
+                        f"got {type(final_norm).__name__}")
     expect_int(num_classes, "num_classes", minimum=2)
     expect_int(seed, "seed", minimum=0)
     B, T, d = x.shape
@@ -182,8 +185,9 @@ def layer_gradient_norms(
     W_r = (torch.randn(num_classes, d, generator=g) / math.sqrt(d)).to(dtype=x.dtype, device=x.device)
     labels = torch.randint(0, num_classes, (B, T), generator=g).to(x.device)
 
-    for block in blocks:
-        block.zero_grad(set_to_none=True)
+    modules = blocks + ([final_norm] if final_norm is not None else [])
+    for module in modules:
+        module.zero_grad(set_to_none=True)
     inputs = []
     h = x.detach()
     for block in blocks:
@@ -198,13 +202,13 @@ def layer_gradient_norms(
     loss.backward()
 
     def norm_of(block: nn.Module) -> float:
-        squares = [p.grad.double().pow(2).sum() for p in block.parameters() if p.grad is not None]
+        squares = [p.grad.detach().cpu().double().pow(2).sum() for p in block.parameters() if p.grad is not None]
         return math.sqrt(sum(s.item() for s in squares)) if squares else 0.0
 
     parameters = torch.tensor([norm_of(b) for b in blocks])
-    input_norms = torch.tensor([torch.linalg.vector_norm(h_l.grad.double()).item() for h_l in inputs])
-    for block in blocks:
-        block.zero_grad(set_to_none=True)
+    input_norms = torch.tensor([torch.linalg.vector_norm(h_l.grad.detach().cpu().double()).item() for h_l in inputs])
+    for module in modules:  # leave no gradients behind on the caller's modules
+        module.zero_grad(set_to_none=True)
     return LayerGradients(parameters.float(), input_norms.float())
 
 
@@ -243,6 +247,9 @@ def stack_gradient_norms(
     _expect_norm(norm)
     expect_int(depth, "depth", minimum=1)
     expect_int(d_model, "d_model", minimum=1)
+    expect_int(n_heads, "n_heads", minimum=1)
+    expect_int(seq_len, "seq_len", minimum=1)
+    expect_int(batch_size, "batch_size", minimum=1)
     expect_int(seed, "seed", minimum=0)
     expect_int(repeats, "repeats", minimum=1)
     build = make_block if make_block is not None else (lambda n: _transformer_block(d_model, n_heads, n))
@@ -265,7 +272,17 @@ def stack_gradient_norms(
 def depth_sweep(
     depths: Iterable[int] = (6, 12, 24, 48), norms: Iterable[str] = NORMS, **kwargs
 ) -> dict[tuple[str, int], LayerGradients]:
-    """``stack_gradient_norms(norm, depth, **kwargs)`` for every norm and depth: {(norm, depth): LayerGradients}."""
+    """``stack_gradient_norms(norm, depth, **kwargs)`` for every norm and depth: {(norm, depth): LayerGradients}.
+
+    ``depths`` and ``norms`` may be any iterables (read once, up front); every norm and depth is
+    checked before the first stack is built."""
+    depths, norms = tuple(depths), tuple(norms)
+    if not depths or not norms:
+        raise ValueError(f"depths and norms must not be empty; got depths={depths}, norms={norms}")
+    for depth in depths:
+        expect_int(depth, "each depth", minimum=1)
+    for norm in norms:
+        _expect_norm(norm)
     return {(norm, depth): stack_gradient_norms(norm, depth, **kwargs) for norm in norms for depth in depths}
 
 

@@ -366,8 +366,9 @@ def reverse_task(
     steps = torch.arange(S + 1)  # (S + 1,)
     src = torch.where(steps[:S] < lengths, symbols, PAD)  # (n, S)
     # Position k of the reversed sequence holds symbol l - 1 - k (for k < l).
+    # l <= S, so the index is at most S - 1; past the end (k >= l) it is clamped to 0 and masked below.
     source_index = (lengths - 1 - steps).clamp(min=0)  # (n, S + 1)
-    reversed_symbols = symbols.gather(1, source_index.clamp(max=S - 1))
+    reversed_symbols = symbols.gather(1, source_index)
     tgt_out = torch.where(steps < lengths, reversed_symbols, PAD)
     tgt_out = torch.where(steps == lengths, EOS, tgt_out)
     tgt_in = torch.cat([torch.full((n, 1), BOS), tgt_out[:, :-1]], dim=1)

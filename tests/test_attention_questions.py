@@ -240,3 +240,14 @@ def test_bpe_worked_example_is_the_textbook_one():
     counts, merged = attention.BPE_MERGE.reference(*attention.BPE_MERGE.cases[2].inputs().values())
     assert counts[0, 0] == counts[1, 2] == 4  # the tie that overlapping counts create
     assert "".join("abcZ"[int(i)] for i in merged) == "ZZabcbcbcbc"
+
+
+def test_checking_leaves_the_global_torch_rng_untouched(capsys):
+    """A check runs inside the student's notebook: drawing from the global generator there would
+    change every random number the notebook draws after it."""
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    result = check("multi-head-attention", multi_head)
+    capsys.readouterr()
+    assert result.passed
+    assert torch.equal(torch.random.get_rng_state(), before)

@@ -44,7 +44,7 @@ def test_default_run_measures_each_kernel_and_writes_json(tmp_path, monkeypatch,
     assert list(rows) == [trivial.name, alloc.name]  # sorted, as found in book/
     for row in rows.values():
         assert row["status"] == "ok" and row["error"] is None and row["within_budget"] is True
-        assert 0 < row["wall_seconds"] < 30
+        assert row["wall_seconds"] > 0  # measured and recorded (its size depends on the machine)
     assert rows[alloc.name]["peak_mb"] >= 320
     assert rows[trivial.name]["peak_mb"] < 200
     assert rows[alloc.name]["peak_mb"] - rows[trivial.name]["peak_mb"] > 250

@@ -1,6 +1,7 @@
 """The model benchmark (``python -m seqcourse.bench_models`` and ``python -m seqcourse bench``) at tiny
 sizes: it runs, prints its tables and writes JSON with the expected keys. No timing is asserted
 (times vary run to run); the deterministic parts (saved bytes, backward work) are checked."""
+import argparse
 import json
 
 import pytest
@@ -24,7 +25,6 @@ def _check_report(report: dict) -> None:
         assert row["fast_ratio"] == pytest.approx(row["fast_s"] / row["torch_s"])
     assert [r["L"] for r in report["attention"]] == list(bench_models.QUICK.attention_lengths)
     for row in report["attention"]:
-        assert row["sdpa_projections_ratio"] == pytest.approx(1.0)
         # The readable path keeps the (B, nh, L, L) weights for its backward; the fused kernel does not.
         assert row["ours_readable_saved_mb"] > row["ours_fast_saved_mb"] > 0
     assert [r["L"] for r in report["s4d"]] == [r["L"] for r in report["selective_scan"]] \
@@ -76,7 +76,20 @@ def test_interleaved_medians_runs_each_case_once_per_round_rotating_the_order():
 def test_bad_options_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         bench_models.main(["--quick", "--repeats", "0"])
-    assert info.value.code == 2 and "--repeats expected a positive integer" in capsys.readouterr().err
+    assert info.value.code == 2 and "--repeats: expected a positive integer" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         bench_models.main(["--threads", "-1"])
-    assert info.value.code == 2
+    assert info.value.code == 2 and "--threads: expected 0 (torch's default)" in capsys.readouterr().err
+
+
+def test_both_commands_share_the_model_options():
+    """``python -m seqcourse bench`` takes the model benchmark's options from bench_models itself,
+    so the two accept the same values with the same defaults (e.g. --threads 0: torch's own)."""
+    def model_options(parser):
+        return {a.dest: (a.default, a.type, a.help) for a in parser._actions
+                if a.dest in ("quick", "repeats", "device", "threads")}
+
+    ours = argparse.ArgumentParser()
+    bench_models.add_arguments(ours)
+    assert len(model_options(ours)) == 4 and model_options(bench._parser()) == model_options(ours)
+    assert bench._parser().parse_args(["--threads", "0"]).threads == 0

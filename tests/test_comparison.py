@@ -104,6 +104,19 @@ def test_gradient_reach_is_zero_beyond_the_tcn_receptive_field():
     reach = cmp.gradient_reach(tcn, 40)
     assert reach.shape == (40,) and reach[0] == 1
     assert (reach[31:] == 0).all() and (reach[:31] > 0).any()
+    assert all(p.grad is None for p in tcn.parameters())  # measuring leaves the core's gradients alone
+
+
+def test_core_functions_name_the_interface_they_expect():
+    linear = torch.nn.Linear(2, 4)  # a Module, but no input_size and no step()
+    with pytest.raises(TypeError, match="input_size"):
+        cmp.gradient_reach(linear, 4)
+    linear.input_size = 2  # now it has input_size, but still no step() to generate with
+    with pytest.raises(TypeError, match=r"cores\['Linear'\] must be a sequence core.*input_size and step"):
+        cmp.generation_costs({"Linear": linear}, 3)
+    cmp.gradient_reach(cmp.make_core("GRU", 2, 4), 4)  # a real core passes
+    with pytest.raises(TypeError, match="input_size and step"):
+        cmp.flops_per_token(torch.nn.GRU(2, 4), (1,))
 
 
 def test_long_range_scores_rows_and_ranges():
@@ -134,7 +147,7 @@ def test_long_range_bar_and_distances():
     assert cmp.long_range_bar("copy") == cmp.long_range_bar("selective_copy") == pytest.approx(0.35)
     assert cmp.TCN_RECEPTIVE_FIELD == cmp.make_core("TCN", 2, 4).receptive_field == 31
     assert cmp.min_distance("adding", 9) == 5 and cmp.min_distance("copy", 32) == 35
-    assert cmp.min_distance("selective_copy", 100) == 1
+    assert cmp.min_distance("selective_copy", 100) == cmp.RECALLED
     with pytest.raises(ValueError, match="unknown task"):
         cmp.long_range_bar("parity")
     with pytest.raises(ValueError, match="unknown task"):
@@ -149,6 +162,17 @@ def test_min_distance_of_the_copy_task_matches_its_layout():
     written = targets[0] > 0
     gaps = written.nonzero().flatten() - read.nonzero().flatten()
     assert (gaps == cmp.min_distance("copy", delay)).all()
+
+
+def test_min_distance_of_the_selective_copy_task_matches_its_layout():
+    from seqcourse.tasks import selective_copy_task
+    length = cmp.RECALLED + 1  # few layouts, so the tightest one (symbols just before the markers) occurs
+    inputs, targets = selective_copy_task(200, length, n_tokens=cmp.RECALLED, n_symbols=cmp.N_SYMBOLS,
+                                          generator=torch.Generator().manual_seed(0))
+    read = (inputs > 0) & (inputs <= cmp.N_SYMBOLS)  # (n, T): steps holding a symbol
+    written = targets >= 0                            # (n, T): steps writing one back
+    gaps = written.nonzero()[:, 1] - read.nonzero()[:, 1]  # k-th symbol read -> k-th written, row by row
+    assert gaps.min() == cmp.min_distance("selective_copy", length)
 
 
 def _claims_by_property(measured):
@@ -211,7 +235,7 @@ def test_long_range_claim_decides_per_task():
     nothing = {n: 0.2 for n in good_long}
     held = verdict({"adding": rows("adding", nothing, nothing, 0.0), "copy": rows("copy", learned, good_long, 0.25)})
     assert held["held"] and "adding: no family reaches 0.50" in held["evidence"]
-    assert "copy T=32: Transformer, S4D reach 0.35 (beyond the TCN's field)" in held["evidence"]
+    assert "copy ℓ=32: Transformer, S4D reach 0.35 (beyond the TCN's field)" in held["evidence"]
     # only uninformative tasks: no verdict can be held
     assert not verdict({"adding": rows("adding", nothing, nothing, 0.0)})["held"]
     # each part of the claim can fail on its own

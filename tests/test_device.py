@@ -103,3 +103,18 @@ def test_large_seed_accepted():
     a = _draws(seed_everything(2**40 + 5))
     b = _draws(seed_everything(2**40 + 5))
     assert a == b
+
+
+@pytest.mark.parametrize("device, expected", [
+    ("cpu", []), (torch.device("cuda", 1), ["cuda"]), ("cuda", ["cuda"]), ("mps", ["mps"]),
+])
+def test_synchronize_waits_on_the_device_s_own_backend(monkeypatch, device, expected):
+    from seqcourse.device import synchronize
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda d=None: calls.append(("cuda", torch.device(d))))
+    monkeypatch.setattr(torch.mps, "synchronize", lambda: calls.append(("mps", None)))
+    synchronize(device)
+    assert [kind for kind, _ in calls] == expected
+    if expected == ["cuda"]:
+        assert calls[0][1] == torch.device(device)

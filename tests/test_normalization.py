@@ -200,6 +200,7 @@ def test_layer_gradient_norms_agree_with_autograd_on_own_blocks(device):
     params = torch.stack([torch.sqrt(sum(g_.pow(2).sum() for g_ in grads[3 + i * n:3 + (i + 1) * n])) for i in range(3)]).cpu()
     torch.testing.assert_close(result.inputs, inputs, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(result.parameters, params, rtol=1e-5, atol=1e-7)
+    assert all(p.grad is None for m in blocks + [final] for p in m.parameters())  # none left behind
 
 
 def test_stack_gradient_norms_is_reproducible_and_rms_over_repeats():
@@ -230,6 +231,18 @@ def test_depth_sweep_has_every_norm_and_depth():
     assert sweep[("pre", 3)].inputs.shape == (3,)
 
 
+def test_depth_sweep_reads_generators_once_and_checks_every_norm_first():
+    kwargs = dict(d_model=8, n_heads=2, seq_len=4, batch_size=2)
+    sweep = depth_sweep((d for d in (2, 3)), iter(("pre", "post")), **kwargs)
+    assert sorted(sweep) == [("post", 2), ("post", 3), ("pre", 2), ("pre", 3)]
+    built = []
+    with pytest.raises(ValueError, match="norm must be 'pre'"):
+        depth_sweep((2,), ("pre", "middle"), make_block=lambda n: built.append(n) or TinyPreNorm(8), **kwargs)
+    assert built == []  # rejected before any stack was built
+    with pytest.raises(ValueError, match="each depth"):
+        depth_sweep((2, 0), ("pre",), **kwargs)
+
+
 def test_gradient_helpers_reject_bad_arguments():
     with pytest.raises(ValueError, match="norm must be 'pre'"):
         stack_gradient_norms("middle", 2)
@@ -237,6 +250,12 @@ def test_gradient_helpers_reject_bad_arguments():
         stack_gradient_norms("pre", 0)
     with pytest.raises(TypeError, match="make_block must be callable"):
         stack_gradient_norms("pre", 2, make_block="block")
+    with pytest.raises(ValueError, match="batch_size"):
+        stack_gradient_norms("pre", 2, batch_size=0)
+    with pytest.raises(TypeError, match="seq_len"):
+        stack_gradient_norms("pre", 2, seq_len=4.0)
+    with pytest.raises(TypeError, match="final_norm"):
+        layer_gradient_norms([nn.Identity()], torch.zeros(1, 2, 3), final_norm="layer norm")
     with pytest.raises(TypeError, match="non-empty sequence"):
         layer_gradient_norms([], torch.zeros(1, 2, 3))
     with pytest.raises(ValueError, match=r"\(B, T, d\)"):
@@ -336,23 +355,42 @@ def test_reference_solutions_pass(question, solution, capsys):
     assert result.passed, capsys.readouterr().out
 
 
-@pytest.mark.parametrize("question, mistake", [
-    ("layer-norm", lambda x, w, b, eps: _layer_norm(x, w, b, eps, unbiased=True)),
-    ("layer-norm", lambda x, w, b, eps: _layer_norm(x, w, b, eps, eps_outside=True)),
-    ("layer-norm", lambda x, w, b, eps: _layer_norm(x, w, b, 0.0)),
-    ("layer-norm", lambda x, w, b, eps: _layer_norm(x.transpose(1, 2), w[:, None], b[:, None], eps).transpose(1, 2)
-     if x.shape[1] == x.shape[2] else _layer_norm(x, w, b, eps) + 1),  # normalises over T
-    ("layer-norm", lambda x, w, b, eps: _layer_norm(x, w, 0.0, eps)),
-    ("layer-norm", lambda x, w, b, eps: _layer_norm(x, 1.0, b, eps)),
-    ("layer-norm-jacobian", lambda x, w, eps: _ln_jacobian(x, w, eps, with_x_hat=False)),
-    ("layer-norm-jacobian", lambda x, w, eps: _ln_jacobian(x, w, eps, with_mean=False)),
-    ("layer-norm-jacobian", lambda x, w, eps: _ln_jacobian(x, w, eps).T),
-    ("layer-norm-jacobian", lambda x, w, eps: _ln_jacobian(x, w, 0.0)),
-    ("pre-norm-block", lambda *a: _block(*a, placement="post")),
-    ("pre-norm-block", lambda *a: _block(*a, residual=False)),
-    ("pre-norm-block", lambda *a: _block(*a, placement="none")),
-    ("pre-norm-block", lambda x, lw, lb, W_1, b_1, W_2, b_2: _block(x, lw, lb, W_1.T, b_1, W_2.T, b_2)),
+def _one_pass_layer_norm(x, weight, bias, eps):
+    mu = x.mean(-1, keepdim=True)
+    var = (x * x).mean(-1, keepdim=True) - mu * mu  # E[x^2] - mu^2: correct, prone to cancellation
+    return (x - mu) / torch.sqrt(var + eps) * weight + bias
+
+
+def test_one_pass_variance_is_a_correct_answer(capsys):
+    result = check("layer-norm", _one_pass_layer_norm, strict=False)
+    assert result.passed, capsys.readouterr().out
+
+
+def _block_without_eps(x, ln_weight, ln_bias, W_1, b_1, W_2, b_2):
+    u = (x - x.mean(-1, keepdim=True)) / x.std(-1, unbiased=False, keepdim=True) * ln_weight + ln_bias
+    return x + torch.relu(u @ W_1.T + b_1) @ W_2.T + b_2
+
+
+@pytest.mark.parametrize("question, mistake, failing", [
+    ("layer-norm", lambda x, w, b, eps: _layer_norm(x, w, b, eps, unbiased=True), {1, 2, 3, 4, 5}),
+    ("layer-norm", lambda x, w, b, eps: _layer_norm(x, w, b, eps, eps_outside=True), {4, 5}),
+    ("layer-norm", lambda x, w, b, eps: _layer_norm(x, w, b, 0.0), {2, 3, 4, 5}),
+    # statistics over T instead of d (weight and bias still along d)
+    ("layer-norm", lambda x, w, b, eps: _layer_norm(x.transpose(1, 2), w[:, None], b[:, None], eps).transpose(1, 2),
+     {1, 2, 3, 4, 5}),
+    ("layer-norm", lambda x, w, b, eps: _layer_norm(x, w, 0.0, eps), {2, 3, 4, 5}),
+    ("layer-norm", lambda x, w, b, eps: _layer_norm(x, 1.0, b, eps), {2, 3, 4, 5}),
+    ("layer-norm-jacobian", lambda x, w, eps: _ln_jacobian(x, w, eps, with_x_hat=False), {1, 2, 3, 4}),
+    ("layer-norm-jacobian", lambda x, w, eps: _ln_jacobian(x, w, eps, with_mean=False), {1, 2, 3, 4}),
+    ("layer-norm-jacobian", lambda x, w, eps: _ln_jacobian(x, w, eps).T, {2, 3, 4}),
+    ("layer-norm-jacobian", lambda x, w, eps: _ln_jacobian(x, w, 0.0), {3}),
+    ("pre-norm-block", lambda *a: _block(*a, placement="post"), {1, 2, 3, 4, 5}),
+    ("pre-norm-block", lambda *a: _block(*a, residual=False), {1, 2, 3, 4, 5}),
+    ("pre-norm-block", lambda *a: _block(*a, placement="none"), {2, 3, 4, 5}),
+    ("pre-norm-block", lambda x, lw, lb, W_1, b_1, W_2, b_2: _block(x, lw, lb, W_1.T, b_1, W_2.T, b_2), {2, 3, 4, 5}),
+    ("pre-norm-block", _block_without_eps, {5}),
 ])
-def test_usual_mistakes_fail_at_least_one_case(question, mistake, capsys):
+def test_usual_mistakes_fail_their_cases(question, mistake, failing, capsys):
     result = check(question, mistake, strict=False)
-    assert result.attempted and not result.passed, capsys.readouterr().out
+    failed = {case.index for case in result.cases if not case.passed}
+    assert result.attempted and failed == failing, (failed, capsys.readouterr().out)

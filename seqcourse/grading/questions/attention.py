@@ -109,9 +109,12 @@ CAUSAL_ATTENTION = Question(
 
 
 def _multi_head_reference(x, W_q, W_k, W_v, W_o, n_heads):
-    """torch.nn.MultiheadAttention in float64 with the weights copied in (no biases)."""
+    """torch.nn.MultiheadAttention in float64 with the weights copied in (no biases). Built on the
+    meta device and then given uninitialised CPU storage, so it draws no random numbers: checking an
+    answer leaves the notebook's global torch RNG where it was."""
     d_model = x.shape[-1]
-    mha = torch.nn.MultiheadAttention(d_model, int(n_heads), bias=False, batch_first=True, dtype=F64)
+    mha = torch.nn.MultiheadAttention(d_model, int(n_heads), bias=False, batch_first=True, dtype=F64,
+                                      device="meta").to_empty(device="cpu")
     with torch.no_grad():
         mha.in_proj_weight.copy_(torch.cat([W_q, W_k, W_v]).double())
         mha.out_proj.weight.copy_(W_o.double())

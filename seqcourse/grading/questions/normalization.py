@@ -17,10 +17,15 @@ Jacobian by autograd through ``torch.nn.functional.layer_norm``. All compute in 
 
 The cases are drawn so that the usual mistakes fail at least one case: the unbiased variance (d
 small), eps outside the square root or left out (a case with eps = 1 and one with a tiny
-variance), normalising over the wrong axis (a case with T = d), forgetting weight or bias (random
+variance; the pre-norm block's LayerNorm uses eps = 1e-5, like ``torch.nn.LayerNorm``, and its
+tiny-input case catches a block that leaves eps out), normalising over the wrong axis (a case with T = d), forgetting weight or bias (random
 affine parameters), a Jacobian without the x-hat term or without the 1/d centring term, a
 post-norm block LN(x + F(x)) instead of pre-norm, a missing residual, and F applied to x instead
 of LN(x).
+
+The tiny-variance layer-norm case (x = 1 + 1e-3 noise) comes in float64: in float32 the one-pass
+variance mean(x^2) - mu^2 loses most of its digits to cancellation there, and this question tests
+the formula, not float32 rounding; a correct one-pass answer passes every case.
 """
 from __future__ import annotations
 
@@ -65,11 +70,12 @@ def _layer_norm_by_hand(g):
             "eps": _tensor(1e-5)}
 
 
-def _layer_norm_random(B, T, d, eps, offset=0.0, scale=1.0):
+def _layer_norm_random(B, T, d, eps, offset=0.0, scale=1.0, dtype=torch.float32):
     def build(g):
-        return {"x": offset + scale * torch.randn(B, T, d, generator=g),
-                "weight": 1 + 0.5 * torch.randn(d, generator=g), "bias": torch.randn(d, generator=g),
-                "eps": _tensor(eps)}
+        inputs = {"x": offset + scale * torch.randn(B, T, d, generator=g),
+                  "weight": 1 + 0.5 * torch.randn(d, generator=g), "bias": torch.randn(d, generator=g),
+                  "eps": _tensor(eps)}
+        return {name: value.to(dtype) for name, value in inputs.items()}
 
     return build
 
@@ -87,7 +93,7 @@ LAYER_NORM = Question(
         Case("T = d, so the wrong axis still runs (B=3, T=6, d=6)", _layer_norm_random(3, 6, 6, 1e-5), seed=2),
         Case("eps = 1 (B=2, T=3, d=8)", _layer_norm_random(2, 3, 8, 1.0), seed=3),
         Case("a nearly constant input, where eps dominates (B=1, T=4, d=5, std 1e-3)",
-             _layer_norm_random(1, 4, 5, 1e-5, offset=1.0, scale=1e-3), seed=4),
+             _layer_norm_random(1, 4, 5, 1e-5, offset=1.0, scale=1e-3, dtype=F64), seed=4),
     ),
     tol=1e-4,
 )
@@ -146,10 +152,10 @@ def _block_reference(x, ln_weight, ln_bias, W_1, b_1, W_2, b_2):
         return x + branch(x)
 
 
-def _block_random(B, T, d, d_ff, identity_norm=False):
+def _block_random(B, T, d, d_ff, identity_norm=False, scale=1.0):
     def build(g):
         return {
-            "x": torch.randn(B, T, d, generator=g),
+            "x": scale * torch.randn(B, T, d, generator=g),
             "ln_weight": torch.ones(d) if identity_norm else 1 + 0.3 * torch.randn(d, generator=g),
             "ln_bias": torch.zeros(d) if identity_norm else 0.3 * torch.randn(d, generator=g),
             "W_1": torch.randn(d_ff, d, generator=g) / d**0.5,
@@ -179,6 +185,8 @@ PRE_NORM_BLOCK = Question(
         Case("plain LayerNorm, d_ff = 4d (B=2, T=3, d=4)", _block_random(2, 3, 4, 16, identity_norm=True), seed=8),
         Case("learned LayerNorm gain and bias (B=2, T=4, d=6, d_ff=12)", _block_random(2, 4, 6, 12), seed=9),
         Case("d_ff = d, so a transposed weight still runs (B=1, T=5, d=5, d_ff=5)", _block_random(1, 5, 5, 5), seed=10),
+        Case("a tiny input (std 1e-3), where LayerNorm's eps = 1e-5 matters (B=2, T=3, d=4, d_ff=8)",
+             _block_random(2, 3, 4, 8, scale=1e-3), seed=11),
     ),
     tol=1e-4,
 )
