@@ -174,8 +174,11 @@ def test_fast_path_backward_after_eval(kind, device, monkeypatch):
     original = model._call_fused
 
     def recording(kernel, *args):
-        flags.append(args[-3])  # (..., dropout, train, bidirectional, batch_first)
-        return original(kernel, *args)
+        def kernel_that_records(*kernel_args):
+            flags.append(kernel_args[-3])  # (..., dropout, train, bidirectional, batch_first)
+            return kernel(*kernel_args)
+
+        return original(kernel_that_records, *args)
 
     monkeypatch.setattr(model, "_call_fused", recording)
     out_r, final_r, grads_r = _run(model, x, None, fast=False)

@@ -51,7 +51,7 @@ import math
 import torch
 from torch import nn
 
-from ..validation import expect_float, expect_int, expect_model_tensor, expect_nonempty_time
+from ..validation import expect_float, expect_int, expect_model_tensor
 from .rnn import FastPath, StackedLayers
 
 __all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "copy_gru_from_torch", "copy_lstm_from_torch"]
@@ -165,9 +165,7 @@ class LSTM(FastPath, StackedLayers):
 
         ``outputs[:, t]`` is the top layer's h_t; ``h_n[l]``, ``c_n[l]`` are layer l's after the last step.
         """
-        self._check_input(x, "x", ("B", "T", "D"))
-        expect_nonempty_time(x, "x")
-        batch = x.shape[0]
+        batch = self._check_sequence(x)
         if state is not None:
             h0, c0 = self._check_states(state, ("h0", "c0"), batch)
         if self.fast:
@@ -192,16 +190,12 @@ class LSTM(FastPath, StackedLayers):
         return layer_input, (torch.stack(last_h), torch.stack(last_c))
 
     def _fused(self, x: torch.Tensor, state) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """The same stack in torch's fused kernel: per layer [W_x, W_h, b, 0] stands for torch's
-        [weight_ih, weight_hh, bias_ih, bias_hh] (our one bias b = b_ih + b_hh; same gate order)."""
+        """The same stack in torch's fused kernel (weights as in ``_one_bias_weights``; torch's gate
+        order i, f, g, o is ours)."""
         if state is None:
             zeros = x.new_zeros(self.num_layers, x.shape[0], self.hidden_size)
             state = (zeros, zeros)
-        weights = []
-        for cell in self.cells:
-            weights += [cell.W_x, cell.W_h] + ([cell.b, torch.zeros_like(cell.b)] if self.bias else [])
-        out, h_n, c_n = self._call_fused(torch._VF.lstm, x, tuple(state), weights, self.bias,
-                                         self.num_layers, 0.0, self._kernel_train(), False, True)
+        out, h_n, c_n = self._call_fused(torch._VF.lstm, x, tuple(state), self._one_bias_weights())
         return out, (h_n, c_n)
 
     def step(self, x_t: torch.Tensor, state=None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -279,9 +273,7 @@ class GRU(FastPath, StackedLayers):
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, D), h0 (L, B, H) or None for zeros -> (outputs (B, T, H), h_n (L, B, H))."""
-        self._check_input(x, "x", ("B", "T", "D"))
-        expect_nonempty_time(x, "x")
-        batch = x.shape[0]
+        batch = self._check_sequence(x)
         if h0 is not None:
             self._check_layer_states(h0, "h0", batch)
         if self.fast:
@@ -314,8 +306,7 @@ class GRU(FastPath, StackedLayers):
             weights += [torch_convention(p) for p in (cell.W_x, cell.W_h)]
             if self.bias:
                 weights += [torch_convention(p) for p in (cell.b_x, cell.b_h)]
-        return self._call_fused(torch._VF.gru, x, h0, weights, self.bias, self.num_layers,
-                                0.0, self._kernel_train(), False, True)
+        return self._call_fused(torch._VF.gru, x, h0, weights)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, fast={self.fast}"

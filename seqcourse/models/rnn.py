@@ -60,14 +60,23 @@ class FastPath:
         backward pass: dropout is 0, so the outputs are the same either way."""
         return self.training or torch.is_grad_enabled()
 
-    @staticmethod
-    def _call_fused(kernel, *args):
-        """Call a ``torch._VF`` recurrent kernel. Our weights live in separate tensors, not in one
-        flat buffer as ``torch.nn``'s do; cuDNN warns that it compacts them on every call, which is
-        expected here (the copy is part of the measured cost), so that one warning is silenced."""
+    def _call_fused(self, kernel, x: torch.Tensor, state, weights: list[torch.Tensor]):
+        """Run a ``torch._VF`` recurrent kernel (rnn_tanh, lstm, gru) over the batch-first x with
+        ``weights`` in torch's per-layer order [weight_ih, weight_hh, (bias_ih, bias_hh)], no dropout,
+        one direction. Our weights live in separate tensors, not in one flat buffer as
+        ``torch.nn``'s do; cuDNN warns that it compacts them on every call, which is expected here
+        (the copy is part of the measured cost), so that one warning is silenced."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*not part of single contiguous chunk of memory.*")
-            return kernel(*args)
+            return kernel(x, state, weights, self.bias, self.num_layers, 0.0, self._kernel_train(), False, True)
+
+    def _one_bias_weights(self) -> list[torch.Tensor]:
+        """Per layer [W_x, W_h, b, 0] for torch's [weight_ih, weight_hh, bias_ih, bias_hh]: our one
+        bias b = b_ih + b_hh (RNN and LSTM; the GRU needs two)."""
+        weights = []
+        for cell in self.cells:
+            weights += [cell.W_x, cell.W_h] + ([cell.b, torch.zeros_like(cell.b)] if self.bias else [])
+        return weights
 
 
 class RNNCell(nn.Module):
@@ -125,6 +134,12 @@ class StackedLayers(nn.Module):
     def _check_input(self, x: torch.Tensor, name: str, dims: tuple[str, ...]) -> None:
         expect_model_tensor(self, x, name, dims=dims, size={"D": self.input_size})
 
+    def _check_sequence(self, x: torch.Tensor) -> int:
+        """The input of ``forward``: x (B, T, D) with T >= 1; returns B."""
+        self._check_input(x, "x", ("B", "T", "D"))
+        expect_nonempty_time(x, "x")
+        return x.shape[0]
+
     def _check_layer_states(self, h: torch.Tensor, name: str, batch: int) -> None:
         """One (L, B, H) tensor holding every layer's state."""
         expect_model_tensor(self, h, name, dims=("L", "B", "H"),
@@ -170,9 +185,7 @@ class RNN(FastPath, StackedLayers):
 
         ``outputs[:, t]`` is the top layer's h_t; ``h_n[l]`` is layer l's state after the last step.
         """
-        self._check_input(x, "x", ("B", "T", "D"))
-        expect_nonempty_time(x, "x")
-        batch = x.shape[0]
+        batch = self._check_sequence(x)
         if h0 is not None:
             self._check_layer_states(h0, "h0", batch)
         if self.fast:
@@ -193,15 +206,10 @@ class RNN(FastPath, StackedLayers):
         return layer_input, torch.stack(last_states)
 
     def _fused(self, x: torch.Tensor, h0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The same recurrence in torch's fused kernel: per layer [W_x, W_h, b, 0] stands for torch's
-        [weight_ih, weight_hh, bias_ih, bias_hh] (our one bias b = b_ih + b_hh)."""
+        """The same recurrence in torch's fused kernel (weights as in ``_one_bias_weights``)."""
         if h0 is None:
             h0 = x.new_zeros(self.num_layers, x.shape[0], self.hidden_size)
-        weights = []
-        for cell in self.cells:
-            weights += [cell.W_x, cell.W_h] + ([cell.b, torch.zeros_like(cell.b)] if self.bias else [])
-        return self._call_fused(torch._VF.rnn_tanh, x, h0, weights, self.bias, self.num_layers,
-                                0.0, self._kernel_train(), False, True)
+        return self._call_fused(torch._VF.rnn_tanh, x, h0, self._one_bias_weights())
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, fast={self.fast}"
