@@ -3,6 +3,7 @@
 Commands:
   generate SOLUTIONS_DIR EXERCISES_DIR   write the student notebooks from the authored solutions
   grade SOLUTION_NOTEBOOK SUBMISSIONS... grade a class's submitted notebooks
+  experiments list|run|verify            the trained experiments behind the prose (results/*.json)
   bench                                  execute every book notebook (wall time, peak memory), then
                                          benchmark every model against torch's reference (ratios)
 """
@@ -15,6 +16,7 @@ COMMANDS = {
     "generate": "seqcourse.grading.generate",
     "grade": "seqcourse.grading.batch",
     "bench": "seqcourse.bench",
+    "experiments": "seqcourse.experiments.runner",
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -80,3 +81,38 @@ def synchronize(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
     elif kind == "mps":
         torch.mps.synchronize()
+
+
+class Setup(NamedTuple):
+    """What ``setup()`` chose: the mode (``full``), the device, and the seed of this run."""
+
+    full: bool
+    device: torch.device
+    seed: int
+
+
+def setup() -> Setup:
+    """The one set-up every course notebook runs first: ``FULL, DEVICE, SEED = seqcourse.setup()``.
+
+    - mode: full when ``SEQCOURSE_FULL=1``, else quick;
+    - device: ``$SEQCOURSE_DEVICE`` when set (in either mode); otherwise the fastest available
+      (``get_device()``) in full mode and the CPU in quick mode, whose small models run no faster
+      on a GPU and whose numbers the book's stored results were made on;
+    - seed: ``$SEQCOURSE_SEED`` (default 0), with which Python, NumPy and torch are seeded here
+      and which the chapters add to the seeds of their training data. The experiment runner
+      (``python -m seqcourse experiments run``) sets it to train the same chapter over seeds;
+    - threads: one torch thread on the CPU in quick mode (the models are small: a second thread
+      costs more in synchronisation than it saves).
+
+    Prints one line saying what was chosen."""
+    full = os.environ.get("SEQCOURSE_FULL") == "1"
+    device = get_device() if full or os.environ.get("SEQCOURSE_DEVICE") else get_device("cpu")
+    text = os.environ.get("SEQCOURSE_SEED", "0").strip() or "0"
+    if not text.isdigit():
+        raise ValueError(f"SEQCOURSE_SEED must be a non-negative integer, got {text!r}")
+    seed = int(text)
+    if device.type == "cpu" and not full:
+        torch.set_num_threads(1)
+    seed_everything(seed)
+    print("mode:", "full" if full else "quick", "| device:", device.type, *(["| seed:", seed] if seed else []))
+    return Setup(full, device, seed)
