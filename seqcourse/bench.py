@@ -3,7 +3,7 @@ the model benchmark (``seqcourse.bench_models``).
 
 Usage::
 
-    python -m seqcourse bench [NOTEBOOK ...] [--json PATH] [--budget-seconds 30]
+    python -m seqcourse bench [NOTEBOOK ...] [--json PATH] [--budget-seconds 25]
                               [--budget-mb 1536] [--timeout 1200]
                               [--skip-notebooks] [--skip-models] [--models-json PATH]
                               [--quick] [--repeats N] [--device DEV] [--threads N]
@@ -32,7 +32,7 @@ as "timeout".
 It prints a table (notebook, status, wall time, peak memory, within budget), writes the same
 numbers as JSON (default ``_build/bench/notebooks.json``), and returns 1 if any notebook failed,
 timed out or exceeded the time or memory budget, 0 otherwise. The defaults are the quick-mode
-budget of the course: 30 s and 1536 MB per notebook on a 2-core CPU.
+budget of the course: 25 s and 1536 MB per notebook on a 2-core CPU.
 
 After the notebook table it runs the model benchmark in this process (every from-scratch model
 against its fastest in-library reference, as ratios; see ``seqcourse.bench_models``, whose options
@@ -188,7 +188,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="notebooks to run (default: every ./book/*.ipynb)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="PATH",
                         help=f"where to write the results as JSON (default: {DEFAULT_JSON})")
-    parser.add_argument("--budget-seconds", type=_positive, default=30.0, metavar="S",
+    parser.add_argument("--budget-seconds", type=_positive, default=25.0, metavar="S",
                         help="wall-time budget per notebook, in seconds (default: 30)")
     parser.add_argument("--budget-mb", type=_positive, default=1536.0, metavar="MB",
                         help="peak-memory budget per notebook, in MB of 2**20 bytes (default: 1536)")
