@@ -38,7 +38,7 @@ def test_default_run_measures_each_kernel_and_writes_json(tmp_path, monkeypatch,
 
     report = json.loads((tmp_path / "_build" / "bench" / "notebooks.json").read_text())
     assert report["ok"] is True
-    assert report["budget"] == {"seconds": 30.0, "mb": 1536.0}
+    assert report["budget"] == {"seconds": 25.0, "mb": 1536.0}
     assert "SEQCOURSE_FULL" in report["environment"]
     rows = {Path(row["notebook"]).name: row for row in report["notebooks"]}
     assert list(rows) == [trivial.name, alloc.name]  # sorted, as found in book/
