@@ -2,7 +2,7 @@
 
     python -m seqcourse.bench_scan [--length 512] [--factor 4] [--repeats 5] [--device cpu] [--threads N]
 
-times forward and backward of the selective scan (sequential and parallel) at length L and
+times forward and backward of the selective scan (fast, sequential and parallel) at length L and
 factor·L, interleaved (every repeat runs every scan at both lengths, so a change in the machine's
 load hits them alike), takes the median of the repeats, and prints a table with the ratios, next
 to the ratio of the backward's *work*. A backward that is linear in L shows ratios near
@@ -22,10 +22,8 @@ and stacks instead.
 
 ``linear_scan_blelloch`` is the reference ``linear_scan_fast`` is measured against: a work-efficient
 (Blelloch) scan in pure PyTorch with a hand-written backward, the approach of the widely used
-pure-PyTorch Mamba implementations. ``time_linear_scans`` times the linear scans alone (forward and
-backward of h_t = a_t ⊙ h_{t-1} + b_t) next to a plain copy of one operand, which gives the copy
-bandwidth torch reaches in the same run and so the memory-traffic floor of the scan
-(``scan_traffic_bytes``).
+pure-PyTorch Mamba implementations. ``LINEAR_SCANS`` names the four linear scans and
+``linear_scan_inputs`` makes their inputs; ``seqcourse.bench_models`` times them.
 
 ``s4d_mode_times`` times the two faces of an S4D layer, the FFT convolution and the stepped
 recurrence, as T grows.
@@ -50,18 +48,16 @@ from .validation import expect_int
 
 __all__ = [
     "LINEAR_SCANS",
-    "LinearScanTiming",
     "ScanTiming",
     "backward_elements",
     "linear_scan_blelloch",
     "linear_scan_preallocated",
     "main",
     "s4d_mode_times",
+    "linear_scan_inputs",
     "scan_inputs",
-    "scan_traffic_bytes",
     "scan_table",
     "time_scans",
-    "time_linear_scans",
     "time_scans_at",
 ]
 
@@ -153,6 +149,28 @@ class _LinearScanBlelloch(torch.autograd.Function):
         return g_a.transpose(0, 1), g_b.transpose(0, 1)
 
 
+LINEAR_SCANS: dict[str, Callable] = {
+    "fast": linear_scan_fast,
+    "blelloch": linear_scan_blelloch,
+    "sequential": linear_scan_sequential,
+    "parallel": linear_scan_parallel,
+}
+"""The linear scans h_t = a_t ⊙ h_{t-1} + b_t (from h_0 = 0) that ``bench_models`` times: a, b -> h."""
+
+
+def linear_scan_inputs(batch: int, length: int, channels: int, state_size: int, *, device=None,
+                       seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """a, b (batch, length, channels, state_size), requiring grad, and a gradient g for h of that
+    shape, all float32 and stored time-major (length first), as ``selective_scan`` makes them.
+    a lies in [0.5, 1), like exp(Δ_t A) of a slowly decaying channel; b and g are standard normal."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (length, batch, channels, state_size)
+    a = 0.5 + 0.5 * torch.rand(shape, generator=g)
+    b, grad = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    a, b = (v.to(device).transpose(0, 1).requires_grad_() for v in (a, b))
+    return a, b, grad.to(device).transpose(0, 1)
+
+
 class _CountWrites(TorchDispatchMode):
     """Adds up the number of elements of every tensor that an operation returns."""
 
@@ -204,8 +222,9 @@ def _selective_preallocated(x, delta, A, B, C, D):
 
 
 SCANS: dict[str, Callable] = {
-    "sequential": lambda inputs: selective_scan(**inputs, parallel=False)[0],
-    "parallel": lambda inputs: selective_scan(**inputs, parallel=True)[0],
+    "fast": lambda inputs: selective_scan(**inputs, scan="fast")[0],
+    "sequential": lambda inputs: selective_scan(**inputs, scan="sequential")[0],
+    "parallel": lambda inputs: selective_scan(**inputs, scan="parallel")[0],
     "preallocated": lambda inputs: _selective_preallocated(**inputs),
 }
 """The scans ``time_scans`` can time, each mapping the inputs of ``scan_inputs`` to y (b, l, d).
@@ -225,7 +244,7 @@ class ScanTiming:
 
 
 def time_scans(length: int = 512, factor: int = 4, *, batch: int = 4, channels: int = 32, state_size: int = 16,
-               repeats: int = 5, scans: Sequence[str] = ("sequential", "parallel"),
+               repeats: int = 5, scans: Sequence[str] = ("fast", "sequential", "parallel"),
                device=None) -> list[ScanTiming]:
     """Median forward and backward seconds of each scan at ``length`` and ``factor * length``
     (``time_scans_at`` with those two lengths)."""
@@ -236,7 +255,7 @@ def time_scans(length: int = 512, factor: int = 4, *, batch: int = 4, channels: 
 
 
 def time_scans_at(lengths: Sequence[int], *, batch: int = 4, channels: int = 32, state_size: int = 16,
-                  repeats: int = 5, scans: Sequence[str] = ("sequential", "parallel"),
+                  repeats: int = 5, scans: Sequence[str] = ("fast", "sequential", "parallel"),
                   device=None) -> list[ScanTiming]:
     """Median forward and backward seconds of each scan at each of ``lengths``.
 

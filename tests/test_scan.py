@@ -6,8 +6,11 @@ import pytest
 import torch
 
 from seqcourse.analysis import saved_tensor_bytes
+from seqcourse.bench_scan import LINEAR_SCANS as BENCHMARKED_SCANS
 from seqcourse.bench_scan import (
     backward_elements,
+    linear_scan_blelloch,
+    linear_scan_inputs,
     linear_scan_preallocated,
     main,
     s4d_mode_times,
@@ -235,6 +238,34 @@ def test_selective_scan_picks_the_fast_loop_on_the_cpu_and_the_parallel_scan_els
         selective_scan(**inputs, scan="blelloch")
 
 
+# ---- the benchmark's reference: a Blelloch scan with a hand-written backward ----------------------
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 4, 5, 8, 9, 31, 64, 100])
+def test_blelloch_reference_equals_the_sequential_scan(T):
+    """Powers of two and the lengths it pads; values and the gradients of a and b."""
+    a, b, _ = linear_inputs(2, T, (3, 2), "cpu", seed=T, h0=False)
+    weights = torch.randn(2, T, 3, 2, dtype=F64, generator=torch.Generator().manual_seed(3))
+    want = linear_scan_sequential(a, b)
+    got = linear_scan_blelloch(a, b)
+    assert got.shape == (2, T, 3, 2)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    for g, w in zip(torch.autograd.grad((got * weights).sum(), (a, b)),
+                    torch.autograd.grad((want * weights).sum(), (a, b))):
+        torch.testing.assert_close(g, w, rtol=1e-11, atol=1e-11)
+    assert torch.autograd.gradcheck(linear_scan_blelloch, (a[:, :5], b[:, :5]))
+
+
+def test_benchmark_inputs_lie_time_major_and_every_benchmarked_scan_agrees():
+    a, b, grad = linear_scan_inputs(2, 37, 3, 4, seed=1)
+    assert a.shape == b.shape == grad.shape == (2, 37, 3, 4)
+    assert all(v.transpose(0, 1).is_contiguous() for v in (a, b, grad))
+    assert 0.5 <= a.min() and a.max() < 1
+    want = linear_scan_sequential(a, b)
+    for name, scan in BENCHMARKED_SCANS.items():
+        torch.testing.assert_close(scan(a, b), want, rtol=1e-5, atol=1e-5, msg=lambda m: f"{name}: {m}")
+
+
 # ---- cost: linear in T, checked by counting, never by timing -----------------------------------
 
 
@@ -287,7 +318,7 @@ def test_timing_table_has_one_row_per_scan_and_ratios():
     table = scan_table(timings).splitlines()
     assert len(table) == 4 and "bwd ratio" in table[0] and table[3].startswith("preallocated")
     with pytest.raises(ValueError, match="unknown scan"):
-        time_scans(16, scans=("fast",))
+        time_scans(16, scans=("blelloch",))
 
 
 def test_benchmark_command_and_s4d_mode_times(capsys):
@@ -295,7 +326,7 @@ def test_benchmark_command_and_s4d_mode_times(capsys):
     assert main(["--length", "8", "--repeats", "1", "--batch", "1", "--channels", "2", "--state-size", "2",
                  "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    assert "median of 1" in out and out.count(" ms") == 8 and "bwd work ratio" in out  # two scans, four timings each
+    assert "median of 1" in out and out.count(" ms") == 12 and "bwd work ratio" in out  # three scans, four timings each
     torch.set_num_threads(threads)
     times = s4d_mode_times((8, 32), batch=1, channels=2, state_size=4, repeats=1)
     assert set(times) == {"convolution", "recurrence"} and all(set(t) == {8, 32} for t in times.values())
