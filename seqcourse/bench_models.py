@@ -61,6 +61,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from .analysis import saved_tensor_bytes
 from .bench_scan import LINEAR_SCANS, backward_elements, linear_scan_inputs, s4d_mode_times
@@ -168,11 +169,51 @@ def bench_recurrent(batch: int, length: int, hidden: int, repeats: int, device) 
     return rows
 
 
+class _CountOps(TorchDispatchMode):
+    """Counts the tensor operations that reach the kernels."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _operations(run: Callable[[], None]) -> int:
+    """How many tensor operations one call of ``run`` performs (forward and backward)."""
+    counter = _CountOps()
+    with counter:
+        run()
+    return counter.ops
+
+
+def _recurrent_matmuls(batch: int, length: int, hidden: int, gates: int, device) -> Callable[[], None]:
+    """The recurrent matrix multiplies of a readable loop alone, for ``length`` steps: W_h h_{t-1}
+    forward, (B, H) x (H, gates·H), and its two gradients backward (of h_{t-1} and of W_h)."""
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(gates * hidden, hidden, generator=g).to(device)
+    h = torch.randn(batch, hidden, generator=g).to(device)
+    grad = torch.randn(batch, gates * hidden, generator=g).to(device)
+
+    def run():
+        for _ in range(length):
+            h @ W.T
+            grad @ W
+            grad.T @ h
+    return run
+
+
 def bench_recurrent_grid(grid: Sequence[Sequence[int]], repeats: int, device) -> list[dict]:
     """The readable LSTM and GRU against torch.nn's, forward+backward, in every cell of ``grid`` =
-    (batches, lengths T, input sizes D, hidden sizes H, thread counts): one row per (model, cell)
-    with the seconds of each and the ratio readable / torch. The thread count is set per cell and
-    restored after."""
+    (batches, lengths T, input sizes D, hidden sizes H, thread counts).
+
+    One row per (model, cell): the seconds of each, the ratio readable / torch, and what bounds the
+    readable loop: the time of its recurrent matrix multiplies alone (``_recurrent_matmuls``, timed
+    in the same rounds), the rest per step, and the tensor operations per step (forward and
+    backward), each of which pays torch's fixed per-operation cost. The thread count is set per
+    cell and restored after."""
     from .models.gated import GRU, LSTM, copy_gru_from_torch, copy_lstm_from_torch
 
     batches, lengths, inputs, hiddens, threads = grid
@@ -181,8 +222,8 @@ def bench_recurrent_grid(grid: Sequence[Sequence[int]], repeats: int, device) ->
     try:
         for n_threads in threads:
             torch.set_num_threads(expect_int(n_threads, "each thread count", minimum=1))
-            for name, ours_class, torch_class, copy in (("LSTM", LSTM, nn.LSTM, copy_lstm_from_torch),
-                                                         ("GRU", GRU, nn.GRU, copy_gru_from_torch)):
+            for name, ours_class, torch_class, copy, gates in (("LSTM", LSTM, nn.LSTM, copy_lstm_from_torch, 4),
+                                                                ("GRU", GRU, nn.GRU, copy_gru_from_torch, 3)):
                 for D in inputs:
                     for H in hiddens:
                         torch.manual_seed(0)
@@ -192,11 +233,16 @@ def bench_recurrent_grid(grid: Sequence[Sequence[int]], repeats: int, device) ->
                         for B in batches:
                             for T in lengths:
                                 x = torch.randn(B, T, D, generator=torch.Generator().manual_seed(T)).to(device)
-                                t = interleaved_medians({"readable": _forward_backward(readable, x),
-                                                         "torch": _forward_backward(theirs, x)}, repeats, device)
+                                cases = {"readable": _forward_backward(readable, x),
+                                         "torch": _forward_backward(theirs, x),
+                                         "matmuls": _recurrent_matmuls(B, T, H, gates, device)}
+                                t = interleaved_medians(cases, repeats, device)
                                 rows.append({"model": name, "batch": B, "T": T, "input": D, "hidden": H,
                                              "threads": n_threads, "readable_s": t["readable"],
-                                             "torch_s": t["torch"], "ratio": t["readable"] / t["torch"]})
+                                             "torch_s": t["torch"], "ratio": t["readable"] / t["torch"],
+                                             "matmuls_s": t["matmuls"],
+                                             "rest_per_step_us": (t["readable"] - t["matmuls"]) / T * 1e6,
+                                             "ops_per_step": _operations(cases["readable"]) / T})
     finally:
         torch.set_num_threads(before)
     return rows
@@ -434,10 +480,14 @@ def format_report(results: dict) -> str:
                         [[r["L"], r["traffic_mb"], r["copy_gb_per_s"], r["clone_gb_per_s"], r["floor_s"] * ms,
                           r["fast_over_floor"], r["fresh_floor_s"] * ms, r["fast_over_fresh_floor"]]
                          for r in results["linear_scan"]]))
-    parts.append("\nReadable LSTM and GRU vs torch.nn, forward+backward, every cell of the grid (ms; x = ours / torch.nn)")
-    parts.append(_table(["model", "threads", "B", "T", "D", "H", "torch.nn", "readable", "x"],
+    parts.append("\nReadable LSTM and GRU vs torch.nn, forward+backward, every cell of the grid (ms; x = ours / torch.nn;"
+                 "\nmatmuls = the readable loop's recurrent matrix multiplies alone, fwd+bwd; rest = the remainder of"
+                 "\nits time per step; ops = tensor operations per step, fwd+bwd)")
+    parts.append(_table(["model", "threads", "B", "T", "D", "H", "torch.nn", "readable", "x", "matmuls",
+                         "rest us/step", "ops/step"],
                         [[r["model"], r["threads"], r["batch"], r["T"], r["input"], r["hidden"], r["torch_s"] * ms,
-                          r["readable_s"] * ms, r["ratio"]] for r in results["recurrent_grid"]]))
+                          r["readable_s"] * ms, r["ratio"], r["matmuls_s"] * ms, r["rest_per_step_us"],
+                          r["ops_per_step"]] for r in results["recurrent_grid"]]))
     parts.append("\nGrowth from L to 4L of forward+backward (ratios long / short; linear = 4, quadratic = 16)")
     parts.append(_table(["scan", "L", "4L", "time", "saved memory", "backward work"],
                         [[r["scan"], r["L"], r["long_L"], r["time_ratio"], r["memory_ratio"],

@@ -35,6 +35,12 @@ def _check_report(report: dict) -> None:
         for H in grid[3] for n in grid[4])
     for row in report["recurrent_grid"]:
         assert row["ratio"] == pytest.approx(row["readable_s"] / row["torch_s"])
+        assert row["matmuls_s"] > 0
+        assert row["rest_per_step_us"] == pytest.approx((row["readable_s"] - row["matmuls_s"]) / row["T"] * 1e6)
+    # the readable loops' operations per step do not depend on the sizes: a count, not a time
+    for model in ("LSTM", "GRU"):
+        counts = {r["ops_per_step"] * r["T"] for r in report["recurrent_grid"] if r["model"] == model and r["T"] == 12}
+        assert len(counts) == 1 and 20 < counts.pop() / 12 < 80
     assert [r["L"] for r in report["s4d"]] == [r["L"] for r in report["linear_scan"]] \
         == list(bench_models.TINY.scan_lengths)
     b, d, n = bench_models.TINY.scan
