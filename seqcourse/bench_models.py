@@ -480,9 +480,9 @@ def format_report(results: dict) -> str:
                         [[r["L"], r["traffic_mb"], r["copy_gb_per_s"], r["clone_gb_per_s"], r["floor_s"] * ms,
                           r["fast_over_floor"], r["fresh_floor_s"] * ms, r["fast_over_fresh_floor"]]
                          for r in results["linear_scan"]]))
-    parts.append("\nReadable LSTM and GRU vs torch.nn, forward+backward, every cell of the grid (ms; x = ours / torch.nn;"
-                 "\nmatmuls = the readable loop's recurrent matrix multiplies alone, fwd+bwd; rest = the remainder of"
-                 "\nits time per step; ops = tensor operations per step, fwd+bwd)")
+    parts.append("\nReadable LSTM and GRU vs torch.nn, forward+backward, every cell of the grid (ms; x = ours / "
+                 "torch.nn;\nmatmuls = the readable loop's recurrent matrix multiplies alone, fwd+bwd; rest = the "
+                 "remainder of\nits time per step; ops = tensor operations per step, fwd+bwd)")
     parts.append(_table(["model", "threads", "B", "T", "D", "H", "torch.nn", "readable", "x", "matmuls",
                          "rest us/step", "ops/step"],
                         [[r["model"], r["threads"], r["batch"], r["T"], r["input"], r["hidden"], r["torch_s"] * ms,
@@ -567,7 +567,8 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
     sizes.add_argument("--tiny", dest="size_set", action="store_const", const="tiny",
                        help="tiny sizes, one round (for tests; numbers mean nothing)")
     parser.add_argument("--repeats", type=_positive_int, default=None, metavar="N",
-                        help=f"timed rounds per table; the median is kept (default {FULL.repeats}, tiny {TINY.repeats})")
+                        help=f"timed rounds per table; the median is kept (default {FULL.repeats}, "
+                             f"tiny {TINY.repeats})")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: seqcourse.device.get_device())")
     parser.add_argument("--threads", type=_threads, default=1, metavar="N",
                         help="torch intra-op threads during the run (default 1; 0 keeps torch's own)")

@@ -234,7 +234,7 @@ def test_selective_scan_picks_the_fast_loop_on_the_cpu_and_the_parallel_scan_els
     assert torch.equal(selective_scan(**inputs, parallel=True)[0], selective_scan_parallel(**inputs)[0])
     with pytest.raises(ValueError, match="give scan or parallel, not both"):
         selective_scan(**inputs, scan="fast", parallel=True)
-    with pytest.raises(ValueError, match=r"scan must be one of \('auto', 'fast', 'sequential', 'parallel'\); got 'blelloch'"):
+    with pytest.raises(ValueError, match=r"one of \('auto', 'fast', 'sequential', 'parallel'\); got 'blelloch'"):
         selective_scan(**inputs, scan="blelloch")
 
 
