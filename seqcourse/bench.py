@@ -6,7 +6,7 @@ Usage::
     python -m seqcourse bench [NOTEBOOK ...] [--json PATH] [--budget-seconds 25]
                               [--budget-mb 1536] [--timeout 1200]
                               [--skip-notebooks] [--skip-models] [--models-json PATH]
-                              [--quick] [--repeats N] [--device DEV] [--threads N]
+                              [--quick | --tiny] [--repeats N] [--device DEV] [--threads N]
 
 Without notebook arguments it runs every ``book/*.ipynb`` below the current directory (run it
 from the repository root, as ``make bench`` does). Each notebook runs in a fresh child process,
@@ -36,7 +36,7 @@ budget of the course: 25 s and 1536 MB per notebook on a 2-core CPU.
 
 After the notebook table it runs the model benchmark in this process (every from-scratch model
 against its fastest in-library reference, as ratios; see ``seqcourse.bench_models``, whose options
-``--quick``, ``--repeats``, ``--device`` and ``--threads`` it passes on), prints its tables and writes
+``--quick``, ``--tiny``, ``--repeats``, ``--device`` and ``--threads`` it passes on), prints its tables and writes
 them to ``--models-json`` (default ``_build/bench/models.json``). Its missed targets are reported,
 not counted in the exit status. ``--skip-notebooks`` / ``--skip-models`` run only one of the two.
 """

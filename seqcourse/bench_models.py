@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m seqcourse.bench_models [--quick] [--repeats N] [--device DEV] [--threads N] [--json PATH]
+    python -m seqcourse.bench_models [--quick | --tiny] [--repeats N] [--device DEV] [--threads N] [--json PATH]
 
 ``python -m seqcourse bench`` (``make bench``) runs it after the notebook table. It measures, on one
 device, in one process:
@@ -10,14 +10,21 @@ device, in one process:
 - **recurrent**: our RNN, LSTM and GRU, readable loop and ``fast=True`` (torch's fused kernel on our
   parameters), against ``torch.nn.RNN``/``LSTM``/``GRU``; forward (no grad) and forward+backward,
   B=32, T=256, D=H=128;
+- **recurrent grid**: the readable LSTM and GRU against ``torch.nn`` forward+backward over batch
+  {8, 32} × T {64, 256} × input {64, 128} × hidden {128, 256} × {1, 2} threads, every cell printed;
 - **attention**: our ``MultiHeadAttention`` (fast path = ``scaled_dot_product_attention``, and the
   readable softmax(QKᵀ/√d_k)V) against ``torch.nn.MultiheadAttention`` and against
   ``scaled_dot_product_attention`` with the same projections written inline; forward+backward at
   L = 256, 1024, 2048, and the bytes autograd saves for the backward;
 - **S4D**: an ``S4DLayer`` in convolution mode (FFT) against its own recurrent mode, L = 256, 1024, 4096
   (``bench_scan.s4d_mode_times``);
-- **selective scan** (Mamba's): the sequential loop against the log-depth parallel scan, L = 256,
-  1024, 4096 (``bench_scan.time_scans_at``);
+- **linear scan** (the recurrence h_t = a_t ⊙ h_{t-1} + b_t inside Mamba's selective scan), forward
+  + backward at B=8, d=128, n=16, L = 1024 and 4096, float32, 2 threads: ``linear_scan_fast``, the
+  readable sequential loop and the log-depth parallel scan, each as a ratio to a work-efficient
+  Blelloch scan with a hand-written backward (``bench_scan.linear_scan_blelloch``), and against the
+  memory-traffic floor: the bytes the scan must read and write (a, b forward; the gradient, a and h
+  backward; h, g_a, g_b written: 8 tensors of B·L·d·n floats) divided by the bandwidth of a torch
+  copy of one such tensor, timed in the same rounds;
 - **growth**: each scan's forward+backward time, saved bytes and backward work at L and 4L (the
   two longest lengths above): a linear scan grows about 4×, a quadratic one 16×.
 
@@ -25,11 +32,18 @@ How it times: every case is a callable; each round runs every case of a table on
 (interleaved, so a change in the machine's load hits all alike), after one untimed warm-up round, and
 the median of the rounds is kept. Results are reported as ratios to the reference. The intra-op thread
 count is fixed (``--threads``, default 1: on a shared 2-core machine one thread per process gives the
-steadiest ratios) and recorded with ``GLIBC_TUNABLES`` (page faults matter here: DESIGN.md §7).
+steadiest ratios), except in the grid and the scan table, which set their own. The JSON records the
+threads, torch's CPU capability (the vector instructions its kernels use) and ``GLIBC_TUNABLES``: the
+large tensors here pass glibc's 32 MB mmap threshold, above which every allocation is fresh memory
+from the kernel, and on small VMs the page faults of touching it, not the arithmetic, decide much of
+the time (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` makes them rarer). ``make bench`` therefore runs
+this benchmark twice, with and without that setting, and every target should hold in both.
 
 Each target is marked met / missed; a miss does not change the exit status (times are noisy; the
-table is for reading). ``--quick`` runs tiny sizes in a few seconds (for tests); its numbers mean nothing.
-The JSON (default ``_build/bench/models.json``, next to the notebook table's) holds every row.
+table is for reading). ``--quick`` runs the smaller sizes of earlier versions (the scan at B=4, d=32,
+L = 256 to 4096; no grid beyond one cell) in about a minute; ``--tiny`` runs tiny sizes in seconds
+(for tests; its numbers mean nothing). The JSON (default ``_build/bench/models.json``, next to the
+notebook table's) holds every row.
 """
 from __future__ import annotations
 
@@ -47,14 +61,16 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from .analysis import saved_tensor_bytes
-from .bench_scan import SCANS, s4d_mode_times, scan_inputs, time_scans_at
+from .bench_scan import LINEAR_SCANS, backward_elements, linear_scan_inputs, s4d_mode_times
 from .device import get_device, synchronize
 from .validation import expect_int
 
-__all__ = ["FULL", "QUICK", "Sizes", "add_arguments", "bench_attention", "bench_recurrent", "bench_s4d",
-           "bench_scans", "format_report", "growth_rows", "interleaved_medians", "main", "run", "run_and_report"]
+__all__ = ["FULL", "QUICK", "SIZES", "TINY", "Sizes", "add_arguments", "bench_attention", "bench_linear_scans",
+           "bench_recurrent", "bench_recurrent_grid", "bench_s4d", "format_report", "growth_rows",
+           "interleaved_medians", "main", "run", "run_and_report"]
 
 DEFAULT_JSON = Path("_build") / "bench" / "models.json"
 MiB = 2 ** 20
@@ -65,6 +81,7 @@ class Sizes:
     """The sizes of one benchmark run."""
 
     recurrent: tuple[int, int, int]  # B, T, H (D = H)
+    grid: tuple[tuple[int, ...], ...]  # batches, lengths T, input sizes D, hidden sizes H, thread counts
     attention_batch: int
     attention_d_model: int
     attention_heads: int
@@ -72,14 +89,20 @@ class Sizes:
     s4d: tuple[int, int]  # channels, state size N (batch 4)
     scan: tuple[int, int, int]  # batch, channels d, state size n
     scan_lengths: tuple[int, ...]  # also S4D's; the last two are L and 4L for the growth table
+    scan_threads: int
     repeats: int
 
 
-FULL = Sizes(recurrent=(32, 256, 128), attention_batch=2, attention_d_model=128, attention_heads=4,
-             attention_lengths=(256, 1024, 2048), s4d=(32, 32), scan=(4, 32, 16),
-             scan_lengths=(256, 1024, 4096), repeats=5)
-QUICK = Sizes(recurrent=(2, 12, 8), attention_batch=1, attention_d_model=16, attention_heads=2,
-              attention_lengths=(16, 32), s4d=(4, 4), scan=(1, 4, 2), scan_lengths=(8, 32), repeats=1)
+FULL = Sizes(recurrent=(32, 256, 128), grid=((8, 32), (64, 256), (64, 128), (128, 256), (1, 2)),
+             attention_batch=2, attention_d_model=128, attention_heads=4, attention_lengths=(256, 1024, 2048),
+             s4d=(32, 32), scan=(8, 128, 16), scan_lengths=(1024, 4096), scan_threads=2, repeats=5)
+QUICK = Sizes(recurrent=(32, 256, 128), grid=((32,), (256,), (128,), (128,), (1,)),
+              attention_batch=2, attention_d_model=128, attention_heads=4, attention_lengths=(256, 1024, 2048),
+              s4d=(32, 32), scan=(4, 32, 16), scan_lengths=(256, 1024, 4096), scan_threads=2, repeats=5)
+TINY = Sizes(recurrent=(2, 12, 8), grid=((2,), (6, 12), (4,), (8,), (1, 2)), attention_batch=1,
+             attention_d_model=16, attention_heads=2, attention_lengths=(16, 32), s4d=(4, 4), scan=(1, 4, 2),
+             scan_lengths=(8, 32), scan_threads=1, repeats=1)
+SIZES = {"full": FULL, "quick": QUICK, "tiny": TINY}
 
 
 def interleaved_medians(cases: Mapping[str, Callable[[], object]], repeats: int, device=None) -> dict[str, float]:
@@ -143,6 +166,85 @@ def bench_recurrent(batch: int, length: int, hidden: int, repeats: int, device) 
             rows.append({"model": name, "pass": pass_, "readable_s": t["readable"], "fast_s": t["fast"],
                          "torch_s": t["torch"], "readable_ratio": t["readable"] / t["torch"],
                          "fast_ratio": t["fast"] / t["torch"]})
+    return rows
+
+
+class _CountOps(TorchDispatchMode):
+    """Counts the tensor operations that reach the kernels."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _operations(run: Callable[[], None]) -> int:
+    """How many tensor operations one call of ``run`` performs (forward and backward)."""
+    counter = _CountOps()
+    with counter:
+        run()
+    return counter.ops
+
+
+def _recurrent_matmuls(batch: int, length: int, hidden: int, gates: int, device) -> Callable[[], None]:
+    """The recurrent matrix multiplies of a readable loop alone, for ``length`` steps: W_h h_{t-1}
+    forward, (B, H) x (H, gates·H), and its two gradients backward (of h_{t-1} and of W_h)."""
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(gates * hidden, hidden, generator=g).to(device)
+    h = torch.randn(batch, hidden, generator=g).to(device)
+    grad = torch.randn(batch, gates * hidden, generator=g).to(device)
+
+    def run():
+        for _ in range(length):
+            h @ W.T
+            grad @ W
+            grad.T @ h
+    return run
+
+
+def bench_recurrent_grid(grid: Sequence[Sequence[int]], repeats: int, device) -> list[dict]:
+    """The readable LSTM and GRU against torch.nn's, forward+backward, in every cell of ``grid`` =
+    (batches, lengths T, input sizes D, hidden sizes H, thread counts).
+
+    One row per (model, cell): the seconds of each, the ratio readable / torch, and what bounds the
+    readable loop: the time of its recurrent matrix multiplies alone (``_recurrent_matmuls``, timed
+    in the same rounds), the rest per step, and the tensor operations per step (forward and
+    backward), each of which pays torch's fixed per-operation cost. The thread count is set per
+    cell and restored after."""
+    from .models.gated import GRU, LSTM, copy_gru_from_torch, copy_lstm_from_torch
+
+    batches, lengths, inputs, hiddens, threads = grid
+    before = torch.get_num_threads()
+    rows = []
+    try:
+        for n_threads in threads:
+            torch.set_num_threads(expect_int(n_threads, "each thread count", minimum=1))
+            for name, ours_class, torch_class, copy, gates in (("LSTM", LSTM, nn.LSTM, copy_lstm_from_torch, 4),
+                                                                ("GRU", GRU, nn.GRU, copy_gru_from_torch, 3)):
+                for D in inputs:
+                    for H in hiddens:
+                        torch.manual_seed(0)
+                        theirs = torch_class(D, H, batch_first=True).to(device)
+                        readable = ours_class(D, H).to(device)
+                        copy(readable, theirs)
+                        for B in batches:
+                            for T in lengths:
+                                x = torch.randn(B, T, D, generator=torch.Generator().manual_seed(T)).to(device)
+                                cases = {"readable": _forward_backward(readable, x),
+                                         "torch": _forward_backward(theirs, x),
+                                         "matmuls": _recurrent_matmuls(B, T, H, gates, device)}
+                                t = interleaved_medians(cases, repeats, device)
+                                rows.append({"model": name, "batch": B, "T": T, "input": D, "hidden": H,
+                                             "threads": n_threads, "readable_s": t["readable"],
+                                             "torch_s": t["torch"], "ratio": t["readable"] / t["torch"],
+                                             "matmuls_s": t["matmuls"],
+                                             "rest_per_step_us": (t["readable"] - t["matmuls"]) / T * 1e6,
+                                             "ops_per_step": _operations(cases["readable"]) / T})
+    finally:
+        torch.set_num_threads(before)
     return rows
 
 
@@ -213,25 +315,59 @@ def bench_s4d(lengths: Sequence[int], channels: int, state_size: int, repeats: i
     return rows
 
 
-def bench_scans(lengths: Sequence[int], batch: int, channels: int, state_size: int, repeats: int,
-                device) -> list[dict]:
-    """Mamba's selective scan, sequential against parallel, forward+backward per length: seconds,
-    ratio sequential / parallel, MB saved for the backward and the backward's work (elements written)."""
-    timings = time_scans_at(lengths, batch=batch, channels=channels, state_size=state_size, repeats=repeats,
-                            device=device)
-    by = {(t.scan, t.length): t for t in timings}
+TRAFFIC_TENSORS = 8
+"""How many (B, L, d, n) tensors a linear scan's forward and backward must at least read or write:
+a, b read and h written forward; the gradient of h, a and h read and g_a, g_b written backward."""
+
+
+def bench_linear_scans(lengths: Sequence[int], batch: int, channels: int, state_size: int, repeats: int,
+                       device, threads: int) -> list[dict]:
+    """The linear scans of ``bench_scan.LINEAR_SCANS``, forward+backward at each length, on float32
+    inputs stored time-major (``bench_scan.linear_scan_inputs``), with ``threads`` intra-op threads;
+    timed in the same interleaved rounds as two copies of one (B, L, d, n) tensor: ``copy`` into an
+    allocated tensor and ``clone`` into a new one (which pays the page faults of fresh memory).
+
+    One row per length: each scan's seconds, its ratio to the Blelloch scan, MB saved for the
+    backward and the backward's work (elements written); the copy bandwidths (bytes read + written
+    per second); the traffic floor ``TRAFFIC_TENSORS`` · nbytes / copy bandwidth and the fast scan's
+    ratio to it; and a floor for fresh memory, 3 clones (the three tensors the scan must return,
+    each written from one read) + 1 copy (its two other reads), and the fast scan's ratio to that."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(expect_int(threads, "threads", minimum=1))
     rows = []
-    for L in lengths:
-        inputs = scan_inputs(batch, L, channels, state_size, device=device)
-        row = {"L": L}
-        for scan in ("sequential", "parallel"):
-            t = by[scan, L]
-            row[f"{scan}_s"] = t.forward + t.backward
-            row[f"{scan}_forward_s"] = t.forward
-            row[f"{scan}_saved_mb"] = saved_tensor_bytes(lambda: SCANS[scan](inputs)) / MiB
-            row[f"{scan}_backward_elements"] = t.work
-        row["sequential_over_parallel"] = row["sequential_s"] / row["parallel_s"]
-        rows.append(row)
+    try:
+        for L in lengths:
+            a, b, grad = linear_scan_inputs(batch, L, channels, state_size, device=device, seed=L)
+            source = grad.transpose(0, 1).contiguous()
+            target = torch.empty_like(source)
+
+            def case(scan):
+                def run():
+                    a.grad = b.grad = None
+                    scan(a, b).backward(grad)
+                return run
+
+            cases = {name: case(scan) for name, scan in LINEAR_SCANS.items()}
+            cases["copy"] = lambda: target.copy_(source)
+            cases["clone"] = source.clone
+            t = interleaved_medians(cases, repeats, device)
+            nbytes = source.numel() * source.element_size()
+            row = {"L": L, "tensor_mb": nbytes / MiB}
+            for name, scan in LINEAR_SCANS.items():
+                row[f"{name}_s"] = t[name]
+                row[f"{name}_over_blelloch"] = t[name] / t["blelloch"]
+                row[f"{name}_saved_mb"] = saved_tensor_bytes(lambda: scan(a, b)) / MiB
+                row[f"{name}_backward_elements"] = backward_elements(lambda: (scan(a, b) * grad).sum())
+            a.grad = b.grad = None
+            row.update({"copy_s": t["copy"], "clone_s": t["clone"], "traffic_mb": TRAFFIC_TENSORS * nbytes / MiB,
+                        "copy_gb_per_s": 2 * nbytes / t["copy"] / 1e9, "clone_gb_per_s": 2 * nbytes / t["clone"] / 1e9})
+            row["floor_s"] = TRAFFIC_TENSORS * nbytes / (2 * nbytes / t["copy"])
+            row["fast_over_floor"] = t["fast"] / row["floor_s"]
+            row["fresh_floor_s"] = 3 * t["clone"] + t["copy"]
+            row["fast_over_fresh_floor"] = t["fast"] / row["fresh_floor_s"]
+            rows.append(row)
+    finally:
+        torch.set_num_threads(before)
     return rows
 
 
@@ -239,10 +375,10 @@ def growth_rows(s4d: Sequence[dict], scans: Sequence[dict]) -> list[dict]:
     """Each scan's forward+backward time and saved memory at the two longest lengths (L and 4L):
     the ratios long / short. Linear in L gives about 4, quadratic 16."""
     rows = []
-    for source, names in ((scans, ("sequential", "parallel")), (s4d, ("convolution", "recurrence"))):
+    for source, names in ((scans, tuple(LINEAR_SCANS)), (s4d, ("convolution", "recurrence"))):
         short, long = source[-2], source[-1]
         for name in names:
-            label = f"selective scan, {name}" if source is scans else f"S4D, {name}"
+            label = f"linear scan, {name}" if source is scans else f"S4D, {name}"
             row = {"scan": label, "L": short["L"], "long_L": long["L"],
                    "time_ratio": long[f"{name}_s"] / short[f"{name}_s"],
                    "memory_ratio": long[f"{name}_saved_mb"] / short[f"{name}_saved_mb"]}
@@ -253,7 +389,7 @@ def growth_rows(s4d: Sequence[dict], scans: Sequence[dict]) -> list[dict]:
 
 
 def _targets(results: dict, device: torch.device) -> list[dict]:
-    """Each target of issue 9 with its measured value, its bound and whether it was met."""
+    """Each target with its measured value, its bound and whether it was met."""
     targets = []
 
     def add(name, measured, bound, met):
@@ -269,13 +405,22 @@ def _targets(results: dict, device: torch.device) -> list[dict]:
             row["ours_fast_ratio"] <= 1.1)
     last = results["s4d"][-1]
     add(f"S4D recurrence / convolution fwd+bwd, L={last['L']}", last["speedup"], ">= 4", last["speedup"] >= 4)
-    last = results["selective_scan"][-1]
-    if device.type == "cpu":
-        add(f"selective scan sequential / parallel fwd+bwd, L={last['L']} (CPU)",
-            last["sequential_over_parallel"], "<= 1", last["sequential_over_parallel"] <= 1)
-    else:
-        add(f"selective scan sequential / parallel fwd+bwd, L={last['L']} (GPU)",
-            last["sequential_over_parallel"], ">= 10", last["sequential_over_parallel"] >= 10)
+    for name in ("LSTM", "GRU"):
+        ratios = [r["ratio"] for r in results["recurrent_grid"] if r["model"] == name]
+        met = sum(r <= 2.5 for r in ratios)
+        add(f"{name} readable fwd+bwd / torch.nn, worst of the grid ({met} of {len(ratios)} cells <= 2.5)",
+            max(ratios), "<= 2.5", met == len(ratios))
+    short, last = results["linear_scan"][-2], results["linear_scan"][-1]
+    speedup = 1 / last["fast_over_blelloch"]
+    add(f"linear scan: Blelloch / fast fwd+bwd, L={last['L']}", speedup, ">= 2.5", speedup >= 2.5)
+    add(f"linear scan: fast / traffic floor (copy bandwidth), L={last['L']}", last["fast_over_floor"], "<= 3",
+        last["fast_over_floor"] <= 3)
+    growth = last["fast_s"] / short["fast_s"]
+    add(f"linear scan: fast at L={last['L']} / L={short['L']}", growth,
+        f"<= {1.15 * last['L'] / short['L']:g}", growth <= 1.15 * last["L"] / short["L"])
+    if device.type != "cpu":
+        over = last["sequential_s"] / last["parallel_s"]
+        add(f"linear scan: sequential / parallel fwd+bwd, L={last['L']} (GPU)", over, ">= 10", over >= 10)
     for row in results["growth"]:
         factor = row["long_L"] / row["L"]
         for key, what in (("time_ratio", "time"), ("memory_ratio", "saved memory")):
@@ -297,9 +442,10 @@ def format_report(results: dict) -> str:
     """The benchmark's tables as text (what ``main`` prints)."""
     env = results["environment"]
     ms = 1e3
-    parts = [f"Model benchmark on {env['device']} ({env['threads']} torch thread(s), GLIBC_TUNABLES="
-             f"{env['GLIBC_TUNABLES'] or '(unset)'}, median of {env['repeats']} interleaved rounds"
-             f"{', QUICK sizes: numbers mean nothing' if env['quick'] else ''})"]
+    parts = [f"Model benchmark on {env['device']} ({env['threads']} torch thread(s), CPU capability "
+             f"{env['cpu_capability']}, GLIBC_TUNABLES={env['GLIBC_TUNABLES'] or '(unset)'}, median of "
+             f"{env['repeats']} interleaved rounds, {env['size_set'].upper()} sizes"
+             f"{': numbers mean nothing' if env['size_set'] == 'tiny' else ''})"]
     B, T, H = env["sizes"]["recurrent"]
     parts.append(f"\nRecurrent models vs torch.nn, B={B}, T={T}, D=H={H} (ms; ratio = ours / torch.nn)")
     parts.append(_table(["model", "pass", "torch.nn", "readable", "fast", "readable x", "fast x"],
@@ -320,10 +466,28 @@ def format_report(results: dict) -> str:
                         [[r["L"], r["convolution_s"] * ms, r["recurrence_s"] * ms, r["speedup"],
                           r["convolution_saved_mb"], r["recurrence_saved_mb"]] for r in results["s4d"]]))
     b, d, n = s["scan"]
-    parts.append(f"\nSelective scan (Mamba) fwd+bwd, b={b}, d={d}, n={n} (ms)")
-    parts.append(_table(["L", "sequential", "parallel", "seq / par", "MB seq", "MB par"],
-                        [[r["L"], r["sequential_s"] * ms, r["parallel_s"] * ms, r["sequential_over_parallel"],
-                          r["sequential_saved_mb"], r["parallel_saved_mb"]] for r in results["selective_scan"]]))
+    parts.append(f"\nLinear scan h_t = a_t * h_(t-1) + b_t (Mamba's recurrence) fwd+bwd, B={b}, d={d}, n={n}, "
+                 f"float32, {s['scan_threads']} thread(s) (ms; x = ratio to the Blelloch scan)")
+    names = list(LINEAR_SCANS)
+    parts.append(_table(["L"] + [h for name in names for h in (name, "x")],
+                        [[r["L"]] + [v for name in names for v in (r[f"{name}_s"] * ms, r[f"{name}_over_blelloch"])]
+                         for r in results["linear_scan"]]))
+    parts.append("Memory-traffic floor: the scan must read and write "
+                 f"{TRAFFIC_TENSORS} tensors of B*L*d*n floats; copy = torch copy into an allocated tensor, "
+                 "clone = into a new one (page faults included); fresh floor = 3 clones + 1 copy")
+    parts.append(_table(["L", "traffic MB", "copy GB/s", "clone GB/s", "floor ms", "fast / floor",
+                         "fresh floor ms", "fast / fresh floor"],
+                        [[r["L"], r["traffic_mb"], r["copy_gb_per_s"], r["clone_gb_per_s"], r["floor_s"] * ms,
+                          r["fast_over_floor"], r["fresh_floor_s"] * ms, r["fast_over_fresh_floor"]]
+                         for r in results["linear_scan"]]))
+    parts.append("\nReadable LSTM and GRU vs torch.nn, forward+backward, every cell of the grid (ms; x = ours / "
+                 "torch.nn;\nmatmuls = the readable loop's recurrent matrix multiplies alone, fwd+bwd; rest = the "
+                 "remainder of\nits time per step; ops = tensor operations per step, fwd+bwd)")
+    parts.append(_table(["model", "threads", "B", "T", "D", "H", "torch.nn", "readable", "x", "matmuls",
+                         "rest us/step", "ops/step"],
+                        [[r["model"], r["threads"], r["batch"], r["T"], r["input"], r["hidden"], r["torch_s"] * ms,
+                          r["readable_s"] * ms, r["ratio"], r["matmuls_s"] * ms, r["rest_per_step_us"],
+                          r["ops_per_step"]] for r in results["recurrent_grid"]]))
     parts.append("\nGrowth from L to 4L of forward+backward (ratios long / short; linear = 4, quadratic = 16)")
     parts.append(_table(["scan", "L", "4L", "time", "saved memory", "backward work"],
                         [[r["scan"], r["L"], r["long_L"], r["time_ratio"], r["memory_ratio"],
@@ -337,10 +501,13 @@ def format_report(results: dict) -> str:
     return "\n".join(parts)
 
 
-def run(*, quick: bool = False, repeats: int | None = None, device=None, threads: int | None = 1) -> dict:
-    """Run every benchmark and return the results (the JSON's content). ``threads=None`` keeps
-    torch's thread count; otherwise it is set for the run and restored after."""
-    sizes = QUICK if quick else FULL
+def run(*, size_set: str = "full", repeats: int | None = None, device=None, threads: int | None = 1) -> dict:
+    """Run every benchmark at the sizes ``SIZES[size_set]`` and return the results (the JSON's
+    content). ``threads=None`` keeps torch's thread count; otherwise it is set for the run (except
+    the grid and the scan table, which set their own) and restored after."""
+    if size_set not in SIZES:
+        raise ValueError(f"size_set must be one of {sorted(SIZES)}; got {size_set!r}")
+    sizes = SIZES[size_set]
     repeats = sizes.repeats if repeats is None else expect_int(repeats, "repeats", minimum=1)
     device = get_device(device)
     before = torch.get_num_threads()
@@ -351,16 +518,19 @@ def run(*, quick: bool = False, repeats: int | None = None, device=None, threads
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "environment": {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
                             "python": platform.python_version(), "platform": platform.platform(),
-                            "cpu_count": os.cpu_count(), "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES"),
-                            "quick": quick, "repeats": repeats, "sizes": asdict(sizes)},
+                            "cpu_count": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                            "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES"),
+                            "size_set": size_set, "repeats": repeats, "sizes": asdict(sizes)},
         }
         start = time.perf_counter()
         results["recurrent"] = bench_recurrent(*sizes.recurrent, repeats, device)
+        results["recurrent_grid"] = bench_recurrent_grid(sizes.grid, repeats, device)
         results["attention"] = bench_attention(sizes.attention_batch, sizes.attention_d_model,
                                                sizes.attention_heads, sizes.attention_lengths, repeats, device)
         results["s4d"] = bench_s4d(sizes.scan_lengths, *sizes.s4d, repeats, device)
-        results["selective_scan"] = bench_scans(sizes.scan_lengths, *sizes.scan, repeats, device)
-        results["growth"] = growth_rows(results["s4d"], results["selective_scan"])
+        results["linear_scan"] = bench_linear_scans(sizes.scan_lengths, *sizes.scan, repeats, device,
+                                                    sizes.scan_threads)
+        results["growth"] = growth_rows(results["s4d"], results["linear_scan"])
         results["targets"] = _targets(results, device)
         results["seconds"] = round(time.perf_counter() - start, 1)
     finally:
@@ -391,9 +561,14 @@ def _threads(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """The model benchmark's options, on ``parser`` or an argument group of it (shared with
     ``python -m seqcourse bench``, so both commands accept the same values)."""
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, one round (for tests; numbers mean nothing)")
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument("--quick", dest="size_set", action="store_const", const="quick", default="full",
+                       help="the smaller sizes of earlier versions (scan at B=4, d=32; one grid cell)")
+    sizes.add_argument("--tiny", dest="size_set", action="store_const", const="tiny",
+                       help="tiny sizes, one round (for tests; numbers mean nothing)")
     parser.add_argument("--repeats", type=_positive_int, default=None, metavar="N",
-                        help=f"timed rounds per table; the median is kept (default {FULL.repeats}, quick {QUICK.repeats})")
+                        help=f"timed rounds per table; the median is kept (default {FULL.repeats}, "
+                             f"tiny {TINY.repeats})")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: seqcourse.device.get_device())")
     parser.add_argument("--threads", type=_threads, default=1, metavar="N",
                         help="torch intra-op threads during the run (default 1; 0 keeps torch's own)")
@@ -401,8 +576,8 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
 
 def run_and_report(args: argparse.Namespace, json_path: Path) -> dict:
     """Run with parsed options, print the tables, write the JSON; return the results."""
-    print("Running the model benchmark" + (" (quick sizes)" if args.quick else "") + " ...", flush=True)
-    results = run(quick=args.quick, repeats=args.repeats, device=args.device, threads=args.threads or None)
+    print(f"Running the model benchmark ({args.size_set} sizes) ...", flush=True)
+    results = run(size_set=args.size_set, repeats=args.repeats, device=args.device, threads=args.threads or None)
     print(format_report(results))
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2) + "\n")

@@ -2,7 +2,7 @@
 
     python -m seqcourse.bench_scan [--length 512] [--factor 4] [--repeats 5] [--device cpu] [--threads N]
 
-times forward and backward of the selective scan (sequential and parallel) at length L and
+times forward and backward of the selective scan (fast, sequential and parallel) at length L and
 factor·L, interleaved (every repeat runs every scan at both lengths, so a change in the machine's
 load hits them alike), takes the median of the repeats, and prints a table with the ratios, next
 to the ratio of the backward's *work*. A backward that is linear in L shows ratios near
@@ -20,6 +20,11 @@ each state into a preallocated tensor. Its autograd graph makes every step's bac
 whole (B, T, ...) gradient, so its backward is O(T²); ``seqcourse.scan`` loops over ``unbind``
 and stacks instead.
 
+``linear_scan_blelloch`` is the reference ``linear_scan_fast`` is measured against: a work-efficient
+(Blelloch) scan in pure PyTorch with a hand-written backward, the approach of the widely used
+pure-PyTorch Mamba implementations. ``LINEAR_SCANS`` names the four linear scans and
+``linear_scan_inputs`` makes their inputs; ``seqcourse.bench_models`` times them.
+
 ``s4d_mode_times`` times the two faces of an S4D layer, the FFT convolution and the stepped
 recurrence, as T grows.
 """
@@ -36,16 +41,20 @@ from dataclasses import dataclass
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .scan import _check_linear, discretize_selective, selective_scan
+from .scan import (_check_linear, discretize_selective, linear_scan_fast, linear_scan_parallel,
+                   linear_scan_sequential, selective_scan)
 from .device import synchronize
 from .validation import expect_int
 
 __all__ = [
+    "LINEAR_SCANS",
     "ScanTiming",
     "backward_elements",
+    "linear_scan_blelloch",
     "linear_scan_preallocated",
     "main",
     "s4d_mode_times",
+    "linear_scan_inputs",
     "scan_inputs",
     "scan_table",
     "time_scans",
@@ -63,6 +72,103 @@ def linear_scan_preallocated(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         state = a[:, t] * state + b[:, t]  # reading a[:, t]: its backward builds a full-size gradient
         h[:, t] = state  # writing h[:, t]: its backward copies the full-size gradient of h
     return h
+
+
+def linear_scan_blelloch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """All states of h_t = a_t ⊙ h_{t-1} + b_t from h_0 = 0, by a work-efficient (Blelloch) scan with a
+    hand-written backward: the reference ``linear_scan_fast`` is benchmarked against.
+
+    a, b (B, T, ...) -> h (B, T, ...), stored time-major. The sequence is padded to P = 2^⌈log2 T⌉
+    steps with identity steps (a = 1, b = 0) and scanned in place, time-major, in 2 log2 P levels
+    of O(P) work in all (``_blelloch_sweeps``). The backward is the same scan run from the end,
+    g_b,t = g_t + a_{t+1} ⊙ g_b,t+1, and g_a,t = g_b,t ⊙ h_{t-1}, as in ``seqcourse.scan``.
+    """
+    _check_linear(a, b, None)
+    return _LinearScanBlelloch.apply(a, b).transpose(0, 1)
+
+
+def _blelloch_sweeps(A: torch.Tensor, X: torch.Tensor, *, reverse: bool = False) -> None:
+    """In place, X[t] becomes the state after step t of x ↦ A[t] x + X[t] from 0, for A, X (P, ...)
+    with P a power of two (time on dim 0); A is overwritten. ``reverse`` scans from t = P-1 down to 0.
+
+    Up-sweep, for s = 1, 2, 4, ..., P/2: each step at the end of a block of 2s steps absorbs the
+    block's first half, X[j] += A[j] X[j-s], A[j] *= A[j-s]. Down-sweep, for s = P/4, ..., 1: each
+    step in the middle of a block, j = 3s-1, 5s-1, ..., takes the finished prefix before it,
+    X[j] += A[j] X[j-s]. Reversed, every index j becomes P-1-j."""
+    P = X.shape[0]
+    s = 1
+    while s < P:  # up-sweep
+        if reverse:
+            dst, src = slice(0, P, 2 * s), slice(s, P, 2 * s)
+        else:
+            dst, src = slice(2 * s - 1, P, 2 * s), slice(s - 1, P, 2 * s)
+        X[dst].addcmul_(A[dst], X[src])
+        A[dst].mul_(A[src])
+        s *= 2
+    s = P // 4
+    while s >= 1:  # down-sweep
+        if reverse:
+            dst, src = slice(s, P - 2 * s, 2 * s), slice(2 * s, P - s, 2 * s)
+        else:
+            dst, src = slice(3 * s - 1, P, 2 * s), slice(2 * s - 1, P - 2 * s, 2 * s)
+        X[dst].addcmul_(A[dst], X[src])
+        s //= 2
+
+
+class _LinearScanBlelloch(torch.autograd.Function):
+    """a, b (B, T, ...) -> h (T, B, ...); see ``linear_scan_blelloch``."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        T = a.shape[1]
+        P = 1 << (T - 1).bit_length()
+        a_tm = a.transpose(0, 1)
+        A = a_tm.new_ones((P, *a_tm.shape[1:]))  # identity steps pad T up to P
+        X = torch.zeros_like(A)
+        A[:T].copy_(a_tm)
+        X[:T].copy_(b.transpose(0, 1))
+        _blelloch_sweeps(A, X)
+        h = X[:T]
+        ctx.save_for_backward(a, h)
+        return h
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_h):
+        a, h = ctx.saved_tensors
+        T, P = h.shape[0], 1 << (h.shape[0] - 1).bit_length()
+        A = h.new_zeros((P, *h.shape[1:]))  # A[t] = a_{t+1}; zero past the end, where g is zero too
+        A[:T - 1].copy_(a.transpose(0, 1)[1:])
+        G = torch.zeros_like(A)
+        G[:T].copy_(grad_h)
+        _blelloch_sweeps(A, G, reverse=True)  # G[t] = g_b,t
+        g_b = G[:T]
+        g_a = torch.empty_like(g_b)
+        g_a[0].zero_()  # h_0 = 0
+        torch.mul(g_b[1:], h[:-1], out=g_a[1:])
+        return g_a.transpose(0, 1), g_b.transpose(0, 1)
+
+
+LINEAR_SCANS: dict[str, Callable] = {
+    "fast": linear_scan_fast,
+    "blelloch": linear_scan_blelloch,
+    "sequential": linear_scan_sequential,
+    "parallel": linear_scan_parallel,
+}
+"""The linear scans h_t = a_t ⊙ h_{t-1} + b_t (from h_0 = 0) that ``bench_models`` times: a, b -> h."""
+
+
+def linear_scan_inputs(batch: int, length: int, channels: int, state_size: int, *, device=None,
+                       seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """a, b (batch, length, channels, state_size), requiring grad, and a gradient g for h of that
+    shape, all float32 and stored time-major (length first), as ``selective_scan`` makes them.
+    a lies in [0.5, 1), like exp(Δ_t A) of a slowly decaying channel; b and g are standard normal."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (length, batch, channels, state_size)
+    a = 0.5 + 0.5 * torch.rand(shape, generator=g)
+    b, grad = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    a, b = (v.to(device).transpose(0, 1).requires_grad_() for v in (a, b))
+    return a, b, grad.to(device).transpose(0, 1)
 
 
 class _CountWrites(TorchDispatchMode):
@@ -116,8 +222,9 @@ def _selective_preallocated(x, delta, A, B, C, D):
 
 
 SCANS: dict[str, Callable] = {
-    "sequential": lambda inputs: selective_scan(**inputs, parallel=False)[0],
-    "parallel": lambda inputs: selective_scan(**inputs, parallel=True)[0],
+    "fast": lambda inputs: selective_scan(**inputs, scan="fast")[0],
+    "sequential": lambda inputs: selective_scan(**inputs, scan="sequential")[0],
+    "parallel": lambda inputs: selective_scan(**inputs, scan="parallel")[0],
     "preallocated": lambda inputs: _selective_preallocated(**inputs),
 }
 """The scans ``time_scans`` can time, each mapping the inputs of ``scan_inputs`` to y (b, l, d).
@@ -137,7 +244,7 @@ class ScanTiming:
 
 
 def time_scans(length: int = 512, factor: int = 4, *, batch: int = 4, channels: int = 32, state_size: int = 16,
-               repeats: int = 5, scans: Sequence[str] = ("sequential", "parallel"),
+               repeats: int = 5, scans: Sequence[str] = ("fast", "sequential", "parallel"),
                device=None) -> list[ScanTiming]:
     """Median forward and backward seconds of each scan at ``length`` and ``factor * length``
     (``time_scans_at`` with those two lengths)."""
@@ -148,7 +255,7 @@ def time_scans(length: int = 512, factor: int = 4, *, batch: int = 4, channels: 
 
 
 def time_scans_at(lengths: Sequence[int], *, batch: int = 4, channels: int = 32, state_size: int = 16,
-                  repeats: int = 5, scans: Sequence[str] = ("sequential", "parallel"),
+                  repeats: int = 5, scans: Sequence[str] = ("fast", "sequential", "parallel"),
                   device=None) -> list[ScanTiming]:
     """Median forward and backward seconds of each scan at each of ``lengths``.
 

@@ -1,4 +1,4 @@
-"""The selective scan of Mamba, in a readable sequential form and a parallel (log-depth) form.
+"""The selective scan of Mamba: a readable loop, a parallel (log-depth) scan, and a fast loop.
 
 Glossary (the symbols of the State-space chapter, as in the Mamba paper):
 
@@ -16,7 +16,7 @@ One step of the selective SSM, discretized with zero-order hold for A and Euler 
     Ā_t = exp(Δ_t A),    B̄_t x_t = Δ_t B_t x_t,
     h_t = Ā_t ⊙ h_{t-1} + B̄_t x_t,          y_t = C_t h_t + D ⊙ x_t.
 
-Both scans first compute Ā_t and B̄_t x_t for every step (one elementwise operation each over
+All three scans first compute Ā_t and B̄_t x_t for every step (one elementwise operation each over
 (b, l, d, n)), then solve the linear recurrence h_t = a_t ⊙ h_{t-1} + b_t, and apply C once at the
 end. The recurrence is solved by
 
@@ -32,6 +32,20 @@ end. The recurrence is solved by
   even-indexed states h_2, h_4, ..., and one more elementwise step, h_{2k-1} = a_{2k-1} h_{2k-2}
   + b_{2k-1}, gives the odd-indexed ones. The total work is
   O(l) and the depth O(log l): on a GPU every level is one parallel kernel over the batch.
+* ``linear_scan_fast``: the loop of ``linear_scan_sequential`` with its backward written by hand,
+  as one ``torch.autograd.Function``. Autograd then records one node for the whole scan instead of
+  two per step, the forward writes each state into a preallocated time-major (l, b, ...) tensor
+  (safe here: no graph is recorded), and the backward is the same loop run backwards over the
+  gradient,
+
+      g_b,t = g_t + a_{t+1} ⊙ g_b,t+1   (g_b,l = g_l),      g_a,t = g_b,t ⊙ h_{t-1},      g_h0 = a_1 ⊙ g_b,1,
+
+  where g_t is the gradient reaching h_t from the outputs, g_b,t the total gradient of h_t (and of
+  b_t), and g_a,t that of a_t. It computes the same floating-point operations as
+  ``linear_scan_sequential`` (a multiply, then an add, per step), so its values and gradients are
+  bitwise the same. On a CPU it is the fastest of the three, because there the cost of a step is
+  not its arithmetic but the work of recording and replaying autograd nodes; ``selective_scan``
+  uses it there by default and keeps the parallel scan on GPUs.
 """
 from __future__ import annotations
 
@@ -40,10 +54,14 @@ import torch
 from .validation import expect_nonempty_time, expect_tensor
 
 __all__ = [
+    "SCANS",
     "discretize_selective",
+    "linear_scan_fast",
     "linear_scan_parallel",
     "linear_scan_sequential",
+    "resolve_scan",
     "selective_scan",
+    "selective_scan_fast",
     "selective_scan_parallel",
     "selective_scan_sequential",
 ]
@@ -92,6 +110,111 @@ def linear_scan_parallel(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | No
     return _scan_pairs(a, b)
 
 
+def linear_scan_fast(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+    """The same states as ``linear_scan_sequential`` (bitwise), by a loop with a hand-written backward.
+
+    a, b (B, T, ...); h0 (B, ...) or None for zeros -> h (B, T, ...), h[:, t-1] = h_t, returned as a
+    view of a time-major (T, B, ...) tensor. a and b are read time-major: passing
+    ``a_tm.transpose(0, 1)`` for a contiguous (T, B, ...) tensor ``a_tm`` costs no copy; any other
+    layout is copied once. Work O(T) forward and backward, one autograd node in all. Its backward
+    is not differentiable: for second derivatives use ``linear_scan_sequential`` or
+    ``linear_scan_parallel``, made of differentiable torch operations.
+    """
+    _check_linear(a, b, h0)
+    return _LinearScanFast.apply(a, b, h0).transpose(0, 1)
+
+
+PAGE_BYTES = 4096
+"""The memory page size of Linux on x86 and most ARM machines, used by ``_new_like``."""
+
+
+def _new_like(x: torch.Tensor) -> torch.Tensor:
+    """An uninitialised tensor like x whose pages have been touched by all of torch's threads.
+
+    A large allocation (past glibc's mmap threshold, at most 32 MB) is fresh memory, and each of its
+    pages costs a page fault on first write, taken by the thread that writes it. The loops of
+    ``linear_scan_fast`` write one step at a time, a slice too small for torch to split across
+    threads, so all the faults would fall on one thread; one write per page first, which torch
+    does split, spreads them over all threads (it measured 17% off the scan's time on a 2-core
+    VM, and nothing where the pages are huge)."""
+    out = torch.empty_like(x)
+    if out.device.type == "cpu":
+        out.view(-1)[:: max(1, PAGE_BYTES // out.element_size())].zero_()
+    return out
+
+
+def _time_major(x: torch.Tensor) -> torch.Tensor:
+    """x (B, T, ...) as a contiguous (T, B, ...) tensor: a view when x already lies time-major."""
+    return x.transpose(0, 1).contiguous()
+
+
+_NO_DOUBLE_BACKWARD = (
+    "linear_scan_fast has no double backward (its backward is a hand-written loop that autograd does not "
+    "record); for second derivatives use linear_scan_sequential or linear_scan_parallel, or "
+    "selective_scan(..., scan='sequential' or 'parallel')"
+)
+
+
+class _LinearScanFast(torch.autograd.Function):
+    """a, b (B, T, ...), h0 (B, ...) or None -> h (T, B, ...) contiguous; see ``linear_scan_fast``."""
+
+    @staticmethod
+    def forward(ctx, a, b, h0):
+        a, b = _time_major(a), _time_major(b)
+        h = _new_like(b)  # (T, B, ...); each step's slice h[t] is contiguous
+        if h0 is None:
+            h[0].copy_(b[0])  # h_1 = a_1 * 0 + b_1
+        else:
+            torch.mul(a[0], h0, out=h[0])
+            h[0].add_(b[0])
+        for t in range(1, a.shape[0]):  # h_t = a_t * h_{t-1} + b_t: a multiply, then an add, as in the loop
+            torch.mul(a[t], h[t - 1], out=h[t])
+            h[t].add_(b[t])
+        ctx.save_for_backward(a, h, h0)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad_h):
+        a, h, h0 = ctx.saved_tensors  # a, h (T, B, ...), h0 (B, ...) or None
+        with torch.no_grad():
+            g = grad_h.contiguous()  # (T, B, ...), the gradient reaching each h_t from the outputs
+            g_b = _new_like(g)
+            g_b[-1].copy_(g[-1])
+            for t in range(a.shape[0] - 2, -1, -1):  # g_b,t = g_t + a_{t+1} * g_b,t+1
+                torch.mul(a[t + 1], g_b[t + 1], out=g_b[t])
+                g_b[t].add_(g[t])
+            g_a = g_h0 = None
+            if ctx.needs_input_grad[0]:  # g_a,t = g_b,t * h_{t-1}, all steps at once
+                g_a = torch.empty_like(g_b)
+                torch.mul(g_b[1:], h[:-1], out=g_a[1:])
+                if h0 is None:
+                    g_a[0].zero_()
+                else:
+                    torch.mul(g_b[0], h0, out=g_a[0])
+            if ctx.needs_input_grad[2]:
+                g_h0 = a[0] * g_b[0]
+        if not ctx.needs_input_grad[1]:
+            g_b = None
+        if torch.is_grad_enabled():  # backward(create_graph=True): the gradients must refuse a second backward
+            sources = tuple(x for x in (grad_h, a, h, h0) if x is not None)
+            g_a, g_b, g_h0 = (None if x is None else _RefuseBackward.apply(x, *sources) for x in (g_a, g_b, g_h0))
+        return (None if g_a is None else g_a.transpose(0, 1),  # back to the (B, T, ...) of a and b
+                None if g_b is None else g_b.transpose(0, 1), g_h0)
+
+
+class _RefuseBackward(torch.autograd.Function):
+    """x, *sources -> x, whose backward raises: marks a gradient of ``linear_scan_fast`` as final.
+    The sources (the tensors it was computed from) make it part of the graph whenever they are."""
+
+    @staticmethod
+    def forward(ctx, x, *sources):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError(_NO_DOUBLE_BACKWARD)
+
+
 def _scan_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """h_t = a_t h_{t-1} + b_t with h_0 = 0, by halving the sequence (see the module docstring)."""
     T = a.shape[1]
@@ -137,28 +260,64 @@ def discretize_selective(x, delta, A, B):
     return A_bar, Bx_bar
 
 
-def selective_scan(x, delta, A, B, C, D=None, h0=None, *, parallel: bool = False):
+SCANS = ("auto", "fast", "sequential", "parallel")
+"""The values of ``selective_scan``'s ``scan`` (and of Mamba's): "auto" is "fast" on a CPU and
+"parallel" on any other device."""
+
+
+def resolve_scan(scan: str, device: torch.device) -> str:
+    """The scan that ``scan`` (one of ``SCANS``) names for tensors on ``device``: "auto" picks
+    "fast" on a CPU, where a step costs its autograd nodes more than its arithmetic, and
+    "parallel" elsewhere, where each level of the log-depth scan is one kernel over all channels."""
+    if scan not in SCANS:
+        raise ValueError(f"scan must be one of {SCANS}; got {scan!r}")
+    if scan == "auto":
+        return "fast" if torch.device(device).type == "cpu" else "parallel"
+    return scan
+
+
+def selective_scan(x, delta, A, B, C, D=None, h0=None, *, scan: str = "auto", parallel: bool | None = None):
     """The selective SSM over a whole sequence (see the module docstring for the equations).
 
     x, delta (b, l, d); A (d, n); B, C (b, l, n); D (d,) or None; h0 (b, d, n) or None for zeros
     -> (y (b, l, d), h_l (b, d, n)), the outputs and the last state.
-    ``parallel`` picks ``linear_scan_parallel`` instead of ``linear_scan_sequential``.
+    ``scan`` solves h_t = Ā_t ⊙ h_{t-1} + B̄_t x_t with ``linear_scan_fast`` ("fast"),
+    ``linear_scan_sequential`` ("sequential") or ``linear_scan_parallel`` ("parallel"); "auto"
+    (the default) is "fast" on a CPU and "parallel" on other devices (``resolve_scan``).
+    ``parallel=True`` / ``False`` is the older spelling of ``scan="parallel"`` / ``"sequential"``.
     """
     _check_selective(x, delta, A, B, C, D, h0)
-    A_bar, Bx_bar = discretize_selective(x, delta, A, B)
-    scan = linear_scan_parallel if parallel else linear_scan_sequential
-    h = scan(A_bar, Bx_bar, h0)  # (b, l, d, n)
+    if parallel is not None:
+        if scan != "auto":
+            raise ValueError(f"give scan or parallel, not both (got scan={scan!r}, parallel={parallel!r}); "
+                             "parallel=True is scan='parallel', parallel=False is scan='sequential'")
+        scan = "parallel" if parallel else "sequential"
+    scan = resolve_scan(scan, x.device)
+    if scan == "fast":
+        # Time-major (l, b, ...) inputs make Ā and B̄x time-major too, the layout linear_scan_fast reads
+        # without a copy: each step's slice is contiguous.
+        x_tm, delta_tm, B_tm = (t.transpose(0, 1).contiguous() for t in (x, delta, B))
+        A_bar, Bx_bar = (t.transpose(0, 1) for t in discretize_selective(x_tm, delta_tm, A, B_tm))
+        h = linear_scan_fast(A_bar, Bx_bar, h0)  # (b, l, d, n), stored time-major
+    else:
+        A_bar, Bx_bar = discretize_selective(x, delta, A, B)
+        h = (linear_scan_parallel if scan == "parallel" else linear_scan_sequential)(A_bar, Bx_bar, h0)
     y = (h * C.unsqueeze(2)).sum(-1)  # (b, l, d): y_t = C_t h_t, for all t at once
     if D is not None:
         y = y + D * x
     return y, h[:, -1]
 
 
+def selective_scan_fast(x, delta, A, B, C, D=None, h0=None):
+    """``selective_scan`` with ``linear_scan_fast``; same arguments and results."""
+    return selective_scan(x, delta, A, B, C, D, h0, scan="fast")
+
+
 def selective_scan_sequential(x, delta, A, B, C, D=None, h0=None):
     """``selective_scan`` with the sequential loop; same arguments and results."""
-    return selective_scan(x, delta, A, B, C, D, h0, parallel=False)
+    return selective_scan(x, delta, A, B, C, D, h0, scan="sequential")
 
 
 def selective_scan_parallel(x, delta, A, B, C, D=None, h0=None):
     """``selective_scan`` with the parallel scan; same arguments and results."""
-    return selective_scan(x, delta, A, B, C, D, h0, parallel=True)
+    return selective_scan(x, delta, A, B, C, D, h0, scan="parallel")

@@ -11,26 +11,53 @@ from seqcourse import bench, bench_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TABLE_KEYS = {"recurrent", "attention", "s4d", "selective_scan", "growth", "targets"}
+TABLE_KEYS = {"recurrent", "recurrent_grid", "attention", "s4d", "linear_scan", "growth", "targets"}
 
 
 def _check_report(report: dict) -> None:
     assert TABLE_KEYS | {"created", "environment", "seconds"} <= set(report)
     env = report["environment"]
-    assert env["quick"] is True and env["threads"] >= 1 and "GLIBC_TUNABLES" in env and "device" in env
+    assert env["size_set"] == "tiny" and env["threads"] >= 1 and "GLIBC_TUNABLES" in env and "device" in env
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert {(r["model"], r["pass"]) for r in report["recurrent"]} == {
         (m, p) for m in ("LSTM", "GRU", "RNN") for p in ("forward", "forward+backward")}
     for row in report["recurrent"]:
         assert row["readable_s"] > 0 and row["fast_s"] > 0 and row["torch_s"] > 0
         assert row["fast_ratio"] == pytest.approx(row["fast_s"] / row["torch_s"])
-    assert [r["L"] for r in report["attention"]] == list(bench_models.QUICK.attention_lengths)
+    assert [r["L"] for r in report["attention"]] == list(bench_models.TINY.attention_lengths)
     for row in report["attention"]:
         # The readable path keeps the (B, nh, L, L) weights for its backward; the fused kernel does not.
         assert row["ours_readable_saved_mb"] > row["ours_fast_saved_mb"] > 0
-    assert [r["L"] for r in report["s4d"]] == [r["L"] for r in report["selective_scan"]] \
-        == list(bench_models.QUICK.scan_lengths)
+    grid = bench_models.TINY.grid  # every cell of the grid, for both models
+    assert sorted((r["model"], r["batch"], r["T"], r["input"], r["hidden"], r["threads"])
+                  for r in report["recurrent_grid"]) == sorted(
+        (m, B, T, D, H, n) for m in ("LSTM", "GRU") for B in grid[0] for T in grid[1] for D in grid[2]
+        for H in grid[3] for n in grid[4])
+    for row in report["recurrent_grid"]:
+        assert row["ratio"] == pytest.approx(row["readable_s"] / row["torch_s"])
+        assert row["matmuls_s"] > 0
+        assert row["rest_per_step_us"] == pytest.approx((row["readable_s"] - row["matmuls_s"]) / row["T"] * 1e6)
+    # the readable loops' operations per step do not depend on the sizes: a count, not a time
+    for model in ("LSTM", "GRU"):
+        counts = {r["ops_per_step"] * r["T"] for r in report["recurrent_grid"] if r["model"] == model and r["T"] == 12}
+        assert len(counts) == 1 and 20 < counts.pop() / 12 < 80
+    assert [r["L"] for r in report["s4d"]] == [r["L"] for r in report["linear_scan"]] \
+        == list(bench_models.TINY.scan_lengths)
+    b, d, n = bench_models.TINY.scan
+    for row in report["linear_scan"]:
+        assert row["blelloch_over_blelloch"] == 1 and row["fast_over_blelloch"] > 0
+        assert row["tensor_mb"] == b * row["L"] * d * n * 4 / 2 ** 20
+        assert row["traffic_mb"] == pytest.approx(8 * row["tensor_mb"])
+        # floor = 8 tensors / copy bandwidth (read + written bytes per second) = 4 copies of one tensor
+        assert row["floor_s"] == pytest.approx(4 * row["copy_s"])
+        assert row["fast_over_floor"] == pytest.approx(row["fast_s"] / row["floor_s"])
+        assert row["fresh_floor_s"] == pytest.approx(3 * row["clone_s"] + row["copy_s"])
+        # the fast loop saves a and h: two tensors of the scan's size, as the readable loop does
+        assert row["fast_saved_mb"] == pytest.approx(2 * row["tensor_mb"])
+        assert row["fast_backward_elements"] < row["blelloch_backward_elements"]
     assert {r["scan"] for r in report["growth"]} == {
-        "selective scan, sequential", "selective scan, parallel", "S4D, convolution", "S4D, recurrence"}
+        "linear scan, fast", "linear scan, blelloch", "linear scan, sequential", "linear scan, parallel",
+        "S4D, convolution", "S4D, recurrence"}
     for row in report["growth"]:
         assert row["long_L"] == 4 * row["L"]
         assert 2 < row["memory_ratio"] < 5  # saved memory is linear in L for every scan
@@ -40,26 +67,29 @@ def _check_report(report: dict) -> None:
     names = [t["target"] for t in report["targets"]]
     assert "LSTM readable fwd+bwd / torch.nn" in names and "GRU fast fwd+bwd / torch.nn" in names
     assert any(n.startswith("S4D recurrence / convolution") for n in names)
-    assert any(n.startswith("selective scan sequential / parallel") for n in names)
+    assert any(n.startswith("linear scan: Blelloch / fast") for n in names)
+    assert any(n.startswith("linear scan: fast / traffic floor") for n in names)
+    assert any(n.startswith("LSTM readable fwd+bwd / torch.nn, worst of the grid") for n in names)
     assert all(isinstance(t["met"], bool) for t in report["targets"])
 
 
 def test_bench_models_command_writes_json_and_prints_tables(tmp_path, capsys):
     threads = torch.get_num_threads()
     out = tmp_path / "models.json"
-    assert bench_models.main(["--quick", "--json", str(out), "--threads", "1"]) == 0
+    assert bench_models.main(["--tiny", "--json", str(out), "--threads", "1"]) == 0
     assert torch.get_num_threads() == threads  # restored
     _check_report(json.loads(out.read_text()))
     text = capsys.readouterr().out
     for heading in ("Recurrent models vs torch.nn", "Multi-head self-attention", "S4D layer",
-                    "Selective scan (Mamba)", "Growth from L to 4L", "Targets"):
+                    "Linear scan h_t", "Memory-traffic floor", "every cell of the grid", "Growth from L to 4L",
+                    "Targets"):
         assert heading in text
-    assert "targets met." in text and "QUICK sizes" in text
+    assert "targets met." in text and "TINY sizes" in text and "CPU capability" in text
 
 
 def test_seqcourse_bench_runs_the_model_benchmark_after_the_notebooks(tmp_path, capsys):
     out = tmp_path / "m.json"
-    assert bench.main(["--skip-notebooks", "--quick", "--models-json", str(out)]) == 0
+    assert bench.main(["--skip-notebooks", "--tiny", "--models-json", str(out)]) == 0
     _check_report(json.loads(out.read_text()))
     assert "Recurrent models vs torch.nn" in capsys.readouterr().out
 
@@ -75,11 +105,16 @@ def test_interleaved_medians_runs_each_case_once_per_round_rotating_the_order():
 
 def test_bad_options_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
-        bench_models.main(["--quick", "--repeats", "0"])
+        bench_models.main(["--tiny", "--repeats", "0"])
     assert info.value.code == 2 and "--repeats: expected a positive integer" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         bench_models.main(["--threads", "-1"])
     assert info.value.code == 2 and "--threads: expected 0 (torch's default)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        bench_models.main(["--quick", "--tiny"])
+    assert info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"size_set must be one of \['full', 'quick', 'tiny'\]"):
+        bench_models.run(size_set="huge")
 
 
 def test_both_commands_share_the_model_options():
@@ -87,9 +122,11 @@ def test_both_commands_share_the_model_options():
     so the two accept the same values with the same defaults (e.g. --threads 0: torch's own)."""
     def model_options(parser):
         return {a.dest: (a.default, a.type, a.help) for a in parser._actions
-                if a.dest in ("quick", "repeats", "device", "threads")}
+                if a.dest in ("size_set", "repeats", "device", "threads")}
 
     ours = argparse.ArgumentParser()
     bench_models.add_arguments(ours)
     assert len(model_options(ours)) == 4 and model_options(bench._parser()) == model_options(ours)
     assert bench._parser().parse_args(["--threads", "0"]).threads == 0
+    assert [bench._parser().parse_args(flags).size_set for flags in ([], ["--quick"], ["--tiny"])] == [
+        "full", "quick", "tiny"]

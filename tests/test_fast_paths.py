@@ -1,8 +1,9 @@
 """The fused-kernel fast paths of RNN, LSTM and GRU (``fast=True``) against the readable Python loops:
 same outputs, final states and gradients (inputs, initial states, every parameter), for 1 and 2
 layers, with and without bias and initial state, in float64 and in float32 (where CPU torch runs
-the LSTM through oneDNN's kernel; the GRU and RNN take its generic kernel, DESIGN.md section 7), on every
-device; a backward pass after model.eval(); plus the switch itself."""
+the LSTM through oneDNN's kernel and the GRU and RNN through its generic kernel, so the float32
+comparison checks two different kernels against the loop), on every device; a backward pass after
+model.eval(); plus the switch itself."""
 import contextlib
 
 import pytest

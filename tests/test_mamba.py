@@ -1,4 +1,5 @@
-"""Mamba: sequential and parallel scans give the same block (values and gradients); step()
+"""Mamba: its scans give the same block (values and gradients), and its default (the fast loop on the
+CPU) gives the outputs of the readable loop it replaced; step()
 repeated equals forward, and forward in chunks with the carried state equals forward on the whole;
 the initialisation; the parameters really depend on the input; the wrappers; the selective-copying
 task; clear errors."""
@@ -29,19 +30,39 @@ def test_sequential_and_parallel_scans_give_the_same_model(device, T):
     model = make(device)
     x = torch.randn(3, T, 5, dtype=F64, device=device)
     results = []
-    for scan in ("sequential", "parallel"):
+    for scan in ("sequential", "parallel", "fast", "auto"):
         model.scan = scan
         out, (conv_state, ssm_state) = model(x)
         loss = out.sin().sum() + ssm_state.square().sum()
         results.append((out, ssm_state, torch.autograd.grad(loss, list(model.parameters()))))
+    o1, s1, g1 = results[0]
+    for o2, s2, g2 in results[1:]:
+        torch.testing.assert_close(o1, o2, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(s1, s2, rtol=1e-10, atol=1e-12)
+        for a, b in zip(g1, g2):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_the_default_scan_keeps_mambas_float32_outputs():
+    """Mamba's default changed from the readable loop to "auto" (the fast loop on the CPU): a float32
+    model's outputs, last states and gradients stay those of the readable loop, to 1e-6."""
+    torch.manual_seed(4)
+    model = Mamba(6, 16, state_size=16, num_layers=2)
+    assert model.scan == "auto" and "scan='auto'" in repr(model)
+    x = torch.randn(3, 57, 6)
+    results = []
+    for scan in ("sequential", "auto"):
+        model.scan = scan
+        out, (_, ssm_state) = model(x)
+        results.append((out, ssm_state, torch.autograd.grad(out.square().mean(), list(model.parameters()))))
     (o1, s1, g1), (o2, s2, g2) = results
-    torch.testing.assert_close(o1, o2, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(s1, s2, rtol=1e-10, atol=1e-12)
-    for a, b in zip(g1, g2):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(o2, o1, rtol=0, atol=1e-6)
+    torch.testing.assert_close(s2, s1, rtol=0, atol=1e-6)
+    for a, b in zip(g2, g1):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("scan", ["sequential", "parallel"])
+@pytest.mark.parametrize("scan", ["sequential", "parallel", "fast"])
 @pytest.mark.parametrize("conv_size", [1, 4])
 def test_step_repeated_equals_forward(device, scan, conv_size):
     model = make(device, scan, conv_size=conv_size)
@@ -129,7 +150,7 @@ def test_selective_copy_task():
 
 def test_clear_errors():
     with pytest.raises(ValueError, match="scan must be one of"):
-        Mamba(3, 4, scan="fast")
+        Mamba(3, 4, scan="blelloch")
     model = Mamba(3, 4, state_size=2, num_layers=2)
     with pytest.raises(ValueError, match="scan must be one of"):
         model.scan = "chunked"

@@ -281,6 +281,8 @@ def test_every_readme_command_is_exercised():
     makefile = (ROOT / "Makefile").read_text()
     assert "$(PY) -m seqcourse generate solutions exercises" in makefile
     assert "$(PY) -m seqcourse bench --skip-models $(BENCH_ARGS)" in makefile
+    assert "$(PY) -m seqcourse bench --skip-notebooks --models-json _build/bench/models.json $(MODEL_BENCH_ARGS)" \
+        in makefile
     assert "GLIBC_TUNABLES=$(BENCH_TUNABLES) $(PY) -m seqcourse bench --skip-notebooks $(MODEL_BENCH_ARGS)" in makefile
 
 

@@ -1,12 +1,16 @@
-"""The two scans compute the same function (values and gradients), agree with the definition and,
-with input-independent parameters, with a convolution; their backward is linear in T (counted, not
-timed); and bad input gives clear errors."""
+"""The three scans compute the same function (values and gradients), agree with the definition and,
+with input-independent parameters, with a convolution; the fast loop equals the readable one bitwise,
+passes gradcheck and refuses a double backward; selective_scan picks it on the CPU; every backward is
+linear in T (counted, not timed); and bad input gives clear errors."""
 import pytest
 import torch
 
 from seqcourse.analysis import saved_tensor_bytes
+from seqcourse.bench_scan import LINEAR_SCANS as BENCHMARKED_SCANS
 from seqcourse.bench_scan import (
     backward_elements,
+    linear_scan_blelloch,
+    linear_scan_inputs,
     linear_scan_preallocated,
     main,
     s4d_mode_times,
@@ -15,12 +19,19 @@ from seqcourse.bench_scan import (
     time_scans,
 )
 from seqcourse.scan import (
+    SCANS,
+    linear_scan_fast,
     linear_scan_parallel,
     linear_scan_sequential,
+    resolve_scan,
     selective_scan,
+    selective_scan_fast,
     selective_scan_parallel,
     selective_scan_sequential,
 )
+
+LINEAR_SCANS = (linear_scan_sequential, linear_scan_parallel, linear_scan_fast)
+SELECTIVE_SCANS = (selective_scan_sequential, selective_scan_parallel, selective_scan_fast)
 
 F64 = torch.float64
 
@@ -46,7 +57,7 @@ def test_linear_scans_agree_with_the_definition_in_values_and_gradients(device, 
     expected = torch.stack(expected, dim=1)
     weights = torch.randn(expected.shape, dtype=F64, generator=torch.Generator().manual_seed(1)).to(device)
     grads_expected = torch.autograd.grad((expected * weights).sum(), (a, b, h0))
-    for scan in (linear_scan_sequential, linear_scan_parallel):
+    for scan in LINEAR_SCANS:
         got = scan(a, b, h0)
         assert got.shape == (2, T, 3, 4)
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
@@ -57,7 +68,7 @@ def test_linear_scans_agree_with_the_definition_in_values_and_gradients(device, 
 def test_linear_scans_start_from_zero_without_h0(device):
     a, b, _ = linear_inputs(3, 9, (2,), device, h0=False)
     zero = torch.zeros(3, 2, dtype=F64, device=device)
-    for scan in (linear_scan_sequential, linear_scan_parallel):
+    for scan in LINEAR_SCANS:
         torch.testing.assert_close(scan(a, b), scan(a, b, zero))
         assert torch.equal(scan(a, b)[:, 0], b[:, 0])  # h_1 = a_1 * 0 + b_1
 
@@ -82,7 +93,7 @@ def test_selective_scan_matches_the_definition():
     h0 = torch.randn(2, 3, 4, dtype=F64, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         want_y, want_h = selective_reference(*(inputs[k] for k in ("x", "delta", "A", "B", "C", "D")), h0)
-        for scan in (selective_scan_sequential, selective_scan_parallel):
+        for scan in SELECTIVE_SCANS:
             y, h = scan(**inputs, h0=h0)
             torch.testing.assert_close(y, want_y, rtol=1e-12, atol=1e-12)
             torch.testing.assert_close(h, want_h, rtol=1e-12, atol=1e-12)
@@ -93,23 +104,25 @@ def test_selective_scans_agree_in_values_and_gradients(device, T):
     inputs = {k: v.detach().to(device).requires_grad_() for k, v in scan_inputs(2, T, 5, 3, dtype=F64, seed=T).items()}
     h0 = torch.randn(2, 5, 3, dtype=F64, generator=torch.Generator().manual_seed(0)).to(device).requires_grad_()
     results = []
-    for scan in (selective_scan_sequential, selective_scan_parallel):
+    for scan in SELECTIVE_SCANS:
         y, h = scan(**inputs, h0=h0)
         loss = y.sin().sum() + h.square().sum()
         results.append((y, h, torch.autograd.grad(loss, [*inputs.values(), h0])))
-    (y1, h1, g1), (y2, h2, g2) = results
-    torch.testing.assert_close(y1, y2, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(h1, h2, rtol=1e-12, atol=1e-12)
-    for a, b in zip(g1, g2):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    y1, h1, g1 = results[0]
+    for y2, h2, g2 in results[1:]:
+        torch.testing.assert_close(y1, y2, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(h1, h2, rtol=1e-12, atol=1e-12)
+        for a, b in zip(g1, g2):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
 def test_float32_scans_agree_to_float32_precision(device):
     inputs = {k: v.detach().to(device) for k, v in scan_inputs(4, 333, 16, 8, seed=5).items()}
     y1, h1 = selective_scan_sequential(**inputs)
-    y2, h2 = selective_scan_parallel(**inputs)
-    torch.testing.assert_close(y1, y2, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(h1, h2, rtol=1e-4, atol=1e-5)
+    for scan in SELECTIVE_SCANS[1:]:
+        y2, h2 = scan(**inputs)
+        torch.testing.assert_close(y1, y2, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(h1, h2, rtol=1e-4, atol=1e-5)
 
 
 def test_input_independent_parameters_give_the_lti_convolution():
@@ -129,6 +142,130 @@ def test_input_independent_parameters_give_the_lti_convolution():
     torch.testing.assert_close(y, want, rtol=1e-12, atol=1e-12)
 
 
+# ---- the fast loop: the readable loop's arithmetic, with a hand-written backward ---------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("T", [1, 2, 7, 64, 101])
+@pytest.mark.parametrize("with_h0", [True, False])
+def test_fast_scan_equals_the_readable_loop_bitwise(device, dtype, T, with_h0):
+    """The same multiply-then-add per step, forward and backward: not close, equal."""
+    a, b, h0 = (None if v is None else v.detach().to(dtype).requires_grad_()
+                for v in linear_inputs(3, T, (5, 2), device, seed=T, h0=with_h0))
+    leaves = [v for v in (a, b, h0) if v is not None]
+    weights = torch.randn(3, T, 5, 2, dtype=dtype, generator=torch.Generator().manual_seed(2)).to(device)
+    results = []
+    for scan in (linear_scan_sequential, linear_scan_fast):
+        h = scan(a, b, h0)
+        loss = (h * weights).sum() + h[:, -1].square().sum()  # two paths into the last state
+        results.append((h, torch.autograd.grad(loss, leaves)))
+    (h_seq, g_seq), (h_fast, g_fast) = results
+    assert h_fast.shape == (3, T, 5, 2) and torch.equal(h_fast, h_seq)
+    for got, want in zip(g_fast, g_seq):
+        assert got.shape == want.shape and torch.equal(got, want)
+
+
+@pytest.mark.parametrize("with_h0", [True, False])
+def test_fast_scan_passes_gradcheck(with_h0):
+    a, b, h0 = linear_inputs(2, 5, (3,), "cpu", seed=7, h0=with_h0)
+    assert torch.autograd.gradcheck(linear_scan_fast, (a, b, h0))
+
+
+def test_fast_scan_computes_only_the_gradients_asked_for():
+    a, b, h0 = linear_inputs(2, 6, (3,), "cpu", seed=8)
+    for wanted in ((a,), (b,), (h0,), (a, h0)):
+        want = torch.autograd.grad(linear_scan_sequential(a, b, h0).sum(), wanted)
+        got = torch.autograd.grad(linear_scan_fast(a, b, h0).sum(), wanted)
+        for g, w in zip(got, want):
+            assert torch.equal(g, w)
+    frozen = a.detach()  # a without grad: only b's and h0's gradients are computed
+    torch.testing.assert_close(torch.autograd.grad(linear_scan_fast(frozen, b, h0).sum(), (b, h0)),
+                               torch.autograd.grad(linear_scan_sequential(frozen, b, h0).sum(), (b, h0)))
+
+
+def test_fast_scan_works_time_major_and_reads_that_layout_without_a_copy():
+    """Its output lies time-major ((T, B, ...) in memory); inputs laid out so are read as they are,
+    and give the same states as contiguous (B, T, ...) inputs."""
+    a, b, h0 = linear_inputs(2, 9, (3, 4), "cpu", h0=True)
+    a_tm, b_tm = (v.detach().transpose(0, 1).contiguous() for v in (a, b))
+    h = linear_scan_fast(a_tm.transpose(0, 1), b_tm.transpose(0, 1), h0)
+    assert h.shape == (2, 9, 3, 4) and h.transpose(0, 1).is_contiguous()
+    assert torch.equal(h, linear_scan_fast(a, b, h0))
+    a_tm.requires_grad_()
+    assert saved_tensor_bytes(lambda: linear_scan_fast(a_tm.transpose(0, 1), b)) \
+        == 2 * a.numel() * 8  # a, as given, and h: no time-major copy of a was made
+
+
+def test_fast_scan_refuses_a_double_backward_and_names_the_alternatives():
+    a, b, h0 = linear_inputs(2, 4, (3,), "cpu")
+    grads = torch.autograd.grad(linear_scan_fast(a, b, h0).sin().sum(), (a, b, h0), create_graph=True)
+    first = torch.autograd.grad(linear_scan_sequential(a, b, h0).sin().sum(), (a, b, h0))
+    for g, want in zip(grads, first):  # first derivatives are still right with create_graph=True
+        assert g.requires_grad and torch.equal(g, want)
+    for g in grads:
+        with pytest.raises(RuntimeError, match="no double backward.*linear_scan_sequential or linear_scan_parallel"):
+            g.sum().backward(retain_graph=True)
+
+
+def test_selective_scan_picks_the_fast_loop_on_the_cpu_and_the_parallel_scan_elsewhere():
+    assert SCANS == ("auto", "fast", "sequential", "parallel")
+    assert resolve_scan("auto", torch.device("cpu")) == "fast"
+    assert resolve_scan("auto", torch.device("cuda")) == "parallel"
+    assert resolve_scan("auto", torch.device("mps")) == "parallel"
+    assert all(resolve_scan(s, torch.device("cuda")) == s for s in SCANS[1:])
+    inputs = scan_inputs(2, 11, 3, 4, seed=9)
+    y, h = selective_scan(**inputs)
+    graph = []  # the default's graph holds the fast scan's single node, and no per-step nodes
+
+    def walk(fn):
+        if fn is not None and fn not in graph:
+            graph.append(fn)
+            for next_fn, _ in fn.next_functions:
+                walk(next_fn)
+
+    walk(y.grad_fn)
+    names = [type(fn).__name__ for fn in graph]
+    assert names.count("_LinearScanFastBackward") == 1 and "StackBackward0" not in names
+    assert len(graph) < 40
+    fast_y, fast_h = selective_scan_fast(**inputs)
+    assert torch.equal(y, fast_y) and torch.equal(h, fast_h)
+    # parallel=True/False, the older spelling, still picks the parallel scan and the readable loop
+    assert torch.equal(selective_scan(**inputs, parallel=False)[0], selective_scan_sequential(**inputs)[0])
+    assert torch.equal(selective_scan(**inputs, parallel=True)[0], selective_scan_parallel(**inputs)[0])
+    with pytest.raises(ValueError, match="give scan or parallel, not both"):
+        selective_scan(**inputs, scan="fast", parallel=True)
+    with pytest.raises(ValueError, match=r"one of \('auto', 'fast', 'sequential', 'parallel'\); got 'blelloch'"):
+        selective_scan(**inputs, scan="blelloch")
+
+
+# ---- the benchmark's reference: a Blelloch scan with a hand-written backward ----------------------
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 4, 5, 8, 9, 31, 64, 100])
+def test_blelloch_reference_equals_the_sequential_scan(T):
+    """Powers of two and the lengths it pads; values and the gradients of a and b."""
+    a, b, _ = linear_inputs(2, T, (3, 2), "cpu", seed=T, h0=False)
+    weights = torch.randn(2, T, 3, 2, dtype=F64, generator=torch.Generator().manual_seed(3))
+    want = linear_scan_sequential(a, b)
+    got = linear_scan_blelloch(a, b)
+    assert got.shape == (2, T, 3, 2)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    for g, w in zip(torch.autograd.grad((got * weights).sum(), (a, b)),
+                    torch.autograd.grad((want * weights).sum(), (a, b))):
+        torch.testing.assert_close(g, w, rtol=1e-11, atol=1e-11)
+    assert torch.autograd.gradcheck(linear_scan_blelloch, (a[:, :5], b[:, :5]))
+
+
+def test_benchmark_inputs_lie_time_major_and_every_benchmarked_scan_agrees():
+    a, b, grad = linear_scan_inputs(2, 37, 3, 4, seed=1)
+    assert a.shape == b.shape == grad.shape == (2, 37, 3, 4)
+    assert all(v.transpose(0, 1).is_contiguous() for v in (a, b, grad))
+    assert 0.5 <= a.min() and a.max() < 1
+    want = linear_scan_sequential(a, b)
+    for name, scan in BENCHMARKED_SCANS.items():
+        torch.testing.assert_close(scan(a, b), want, rtol=1e-5, atol=1e-5, msg=lambda m: f"{name}: {m}")
+
+
 # ---- cost: linear in T, checked by counting, never by timing -----------------------------------
 
 
@@ -140,7 +277,7 @@ def linear_scan_cost(scan, T, count):
     return saved_tensor_bytes(lambda: scan(a, b))
 
 
-@pytest.mark.parametrize("scan", [linear_scan_sequential, linear_scan_parallel], ids=["sequential", "parallel"])
+@pytest.mark.parametrize("scan", LINEAR_SCANS, ids=["sequential", "parallel", "fast"])
 def test_backward_work_and_saved_memory_grow_linearly(scan):
     for count in ("backward", "saved"):
         ratio = linear_scan_cost(scan, 512, count) / linear_scan_cost(scan, 128, count)
@@ -156,11 +293,11 @@ def test_the_preallocated_loop_has_a_quadratic_backward():
     assert ratio > 12
 
 
-@pytest.mark.parametrize("parallel", [False, True])
-def test_selective_scan_backward_is_linear(parallel):
+@pytest.mark.parametrize("scan", SCANS[1:])
+def test_selective_scan_backward_is_linear(scan):
     def work(T):
         inputs = scan_inputs(2, T, 4, 3)
-        return backward_elements(lambda: selective_scan(**inputs, parallel=parallel)[0].sum())
+        return backward_elements(lambda: selective_scan(**inputs, scan=scan)[0].sum())
 
     assert 3.6 < work(400) / work(100) < 4.4
 
@@ -181,7 +318,7 @@ def test_timing_table_has_one_row_per_scan_and_ratios():
     table = scan_table(timings).splitlines()
     assert len(table) == 4 and "bwd ratio" in table[0] and table[3].startswith("preallocated")
     with pytest.raises(ValueError, match="unknown scan"):
-        time_scans(16, scans=("fast",))
+        time_scans(16, scans=("blelloch",))
 
 
 def test_benchmark_command_and_s4d_mode_times(capsys):
@@ -189,7 +326,7 @@ def test_benchmark_command_and_s4d_mode_times(capsys):
     assert main(["--length", "8", "--repeats", "1", "--batch", "1", "--channels", "2", "--state-size", "2",
                  "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    assert "median of 1" in out and out.count(" ms") == 8 and "bwd work ratio" in out  # two scans, four timings each
+    assert "median of 1" in out and out.count(" ms") == 12 and "bwd work ratio" in out  # three scans, four timings each
     torch.set_num_threads(threads)
     times = s4d_mode_times((8, 32), batch=1, channels=2, state_size=4, repeats=1)
     assert set(times) == {"convolution", "recurrence"} and all(set(t) == {8, 32} for t in times.values())
@@ -214,9 +351,12 @@ def test_clear_errors_on_bad_input():
     with pytest.raises(ValueError, match="at least one time step"):
         selective_scan(**{k: (v[:, :0] if v.ndim == 3 else v) for k, v in inputs.items()})
     a = torch.rand(2, 4, 3)
-    with pytest.raises(ValueError, match="same shape"):
-        linear_scan_parallel(a, a[:, :3])
-    with pytest.raises(ValueError, match=r"h0 must have the shape of one step, \(B, \.\.\.\) = \(2, 3\)"):
-        linear_scan_sequential(a, a, torch.zeros(2, 4))
-    with pytest.raises(TypeError, match="floating-point"):
-        linear_scan_sequential(a.long(), a.long())
+    for scan in LINEAR_SCANS:
+        with pytest.raises(ValueError, match="same shape"):
+            scan(a, a[:, :3])
+        with pytest.raises(ValueError, match=r"h0 must have the shape of one step, \(B, \.\.\.\) = \(2, 3\)"):
+            scan(a, a, torch.zeros(2, 4))
+        with pytest.raises(TypeError, match="floating-point"):
+            scan(a.long(), a.long())
+        with pytest.raises(ValueError, match="at least one time step"):
+            scan(a[:, :0], a[:, :0])

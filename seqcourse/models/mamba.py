@@ -18,8 +18,9 @@ One ``MambaBlock`` maps v (B, T, H) to (B, T, H):
 
 with A = -exp(A_log) (E, N), real and negative, initialised to A_{e,n} = -(n + 1) (S4D-Real).
 Because Δ_t, B_t and C_t are functions of x_t, the recurrence is no longer time-invariant and has
-no convolution form; it is computed as a scan (``seqcourse.scan``): a sequential loop or a
-parallel scan, chosen by ``scan="sequential"`` or ``"parallel"``.
+no convolution form; it is computed as a scan (``seqcourse.scan``), chosen by ``scan``: "fast" (the
+loop with a hand-written backward), "sequential" (the readable loop), "parallel" (the log-depth scan),
+or "auto" (the default: "fast" on a CPU, "parallel" on other devices). All give the same outputs.
 
 Generation (``step``) carries, per block, the last K-1 convolution inputs (B, E, K-1) and the SSM
 state h (B, E, N): constant memory per token, whatever the length of the prefix.
@@ -31,12 +32,10 @@ import math
 import torch
 from torch import nn
 
-from ..scan import selective_scan
+from ..scan import SCANS, selective_scan
 from ..validation import WEIGHTS_DTYPE, expect_float, expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
 
 __all__ = ["Mamba", "MambaBlock"]
-
-SCANS = ("sequential", "parallel")
 
 
 def _check_scan(scan) -> str:
@@ -56,7 +55,7 @@ class MambaBlock(nn.Module):
 
     def __init__(self, d_model: int, state_size: int = 16, expand: int = 2, conv_size: int = 4,
                  dt_rank: int | None = None, dt_min: float = 1e-3, dt_max: float = 1e-1,
-                 scan: str = "sequential"):
+                 scan: str = "auto"):
         super().__init__()
         self.d_model = expect_int(d_model, "d_model", minimum=1)
         self.state_size = expect_int(state_size, "state_size", minimum=1)
@@ -134,7 +133,7 @@ class MambaBlock(nn.Module):
         conv_state, h0 = self.initial_state(v.shape[0]) if state is None else state
         x, z, conv_state = self._branches(v, conv_state)
         delta, B, C = self._selection(x)
-        y, h = selective_scan(x, delta, self.A, B, C, self.D, h0, parallel=self.scan == "parallel")
+        y, h = selective_scan(x, delta, self.A, B, C, self.D, h0, scan=self.scan)
         return self.W_out(y * nn.functional.silu(z)), (conv_state, h)
 
     def selection(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -171,7 +170,7 @@ class Mamba(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, state_size: int = 16, num_layers: int = 1,
                  expand: int = 2, conv_size: int = 4, dt_rank: int | None = None, dt_min: float = 1e-3,
-                 dt_max: float = 1e-1, scan: str = "sequential"):
+                 dt_max: float = 1e-1, scan: str = "auto"):
         super().__init__()
         self.input_size = expect_int(input_size, "input_size", minimum=1)
         self.hidden_size = expect_int(hidden_size, "hidden_size", minimum=1)
@@ -186,7 +185,7 @@ class Mamba(nn.Module):
 
     @property
     def scan(self) -> str:
-        """"sequential" or "parallel": the scan every block uses (settable)."""
+        """The scan every block uses, one of ``seqcourse.scan.SCANS`` (settable)."""
         return self.blocks[0].scan
 
     @scan.setter
