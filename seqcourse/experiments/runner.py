@@ -67,11 +67,17 @@ def _git(*args: str) -> str:
         return "unknown"
 
 
-def provenance(size: str, threads: list[int], wall_seconds: list[float]) -> dict:
-    """Where and how a set of runs was made (``PROVENANCE_KEYS``)."""
+def git_state() -> dict:
+    """The commit the runs start from and whether tracked files differ from it. Taken once, before
+    the first run: the results files a run writes would otherwise count as changes."""
+    return {"git_commit": _git("rev-parse", "HEAD"),
+            "git_dirty": _git("status", "--porcelain", "--untracked-files=no") not in ("", "unknown")}
+
+
+def provenance(size: str, threads: list[int], wall_seconds: list[float], git: dict | None = None) -> dict:
+    """Where and how a set of runs was made (``PROVENANCE_KEYS``); ``git`` from ``git_state()``."""
     return {
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": _git("status", "--porcelain", "--untracked-files=no") not in ("", "unknown"),
+        **(git or git_state()),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cpu_model": _cpu_model(),
@@ -120,14 +126,14 @@ def _targets(target: str) -> dict[str, list[Experiment]]:
 
 
 def _section(experiment: Experiment, seeds: list[int], runs: list[dict], size: str,
-             threads: list[int], walls: list[float]) -> dict:
+             threads: list[int], walls: list[float], git: dict) -> dict:
     values = {m: [run[m] for run in runs] for m in experiment.metrics}
     return {
         "seeds": seeds,
         "values": values,
         "stats": {m: statistics(v) for m, v in values.items()},
         "claims": [{"claim": str(c), "held_on_seeds": sum(c.holds(run) for run in runs)} for c in experiment.claims],
-        "provenance": provenance(size, threads, walls),
+        "provenance": provenance(size, threads, walls, git),
     }
 
 
@@ -140,6 +146,7 @@ def run_experiments(target: str, *, seeds: int = MIN_SEEDS, first_seed: int = 0,
     out = results_dir() if (Path.cwd() / "results").is_dir() else Path.cwd() / "results"
     out.mkdir(exist_ok=True)
     status = 0
+    git = git_state()  # before any results file of this run is written
     seed_list = list(range(first_seed, first_seed + seeds))
     for notebook, experiments in _targets(target).items():
         runs: dict[str, list[dict]] = defaultdict(list)
@@ -170,7 +177,7 @@ def run_experiments(target: str, *, seeds: int = MIN_SEEDS, first_seed: int = 0,
             path = out / f"{experiment.name}.json"
             stored = json.loads(path.read_text()) if path.exists() else {}
             sizes = stored.get("sizes", {})
-            sizes[size] = _section(experiment, seed_list, runs[experiment.name], size, threads, walls)
+            sizes[size] = _section(experiment, seed_list, runs[experiment.name], size, threads, walls, git)
             document = {"experiment": experiment.name, "notebook": experiment.notebook,
                         "description": experiment.description, "sizes": sizes}
             path.write_text(json.dumps(document, indent=1) + "\n")
