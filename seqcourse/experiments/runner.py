@@ -143,7 +143,8 @@ def run_experiments(target: str, *, seeds: int = MIN_SEEDS, first_seed: int = 0,
     Returns 1 when a notebook failed or a claim failed on some seed, else 0."""
     if size not in SIZES:
         raise SystemExit(f"--size must be one of {', '.join(SIZES)}; got {size!r}")
-    out = results_dir() if (Path.cwd() / "results").is_dir() else Path.cwd() / "results"
+    # $SEQCOURSE_RESULTS when set (as results_dir() reads it), else results/ in the working folder
+    out = results_dir() if os.environ.get("SEQCOURSE_RESULTS") else Path.cwd() / "results"
     out.mkdir(exist_ok=True)
     status = 0
     git = git_state()  # before any results file of this run is written
