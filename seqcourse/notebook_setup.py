@@ -48,7 +48,7 @@ def repository_url(config: str | Path = "_config.yml") -> str:
 
     Raises ``FileNotFoundError`` when the file is missing and ``ValueError`` when it has no
     ``repository.url`` that is an https address."""
-    import yaml  # installed with Jupyter Book (requirements.txt); only this tool needs it
+    import yaml  # a declared dependency (pyproject.toml), installed with Jupyter Book; only this tool needs it
 
     path = Path(config)
     if not path.is_file():
