@@ -571,3 +571,57 @@ def test_the_total_time_limit_stops_a_submission_and_output_is_capped(server, tm
     record = run_units(server, cells("print('x' * 5000)", "import time\ntime.sleep(1.5)", "time.sleep(1.5)", "print('never')"), limits, tmp_path)
     assert record.time_limit_hit and "c3" not in record.results and record.timed_out == []
     assert record.results["c0"]["stdout"] == "x" * 1000 + "\n[4001 more characters not kept]"
+
+
+# ---- never lose a batch ----------------------------------------------------------------------------
+
+def test_output_paths_are_checked_before_anything_is_graded(tmp_path, capsys):
+    make_submission(tmp_path / "honest.ipynb", SUBMISSIONS["honest"][0])
+    start = time.monotonic()
+    with pytest.raises(SystemExit) as stop:
+        main([str(SOLUTION), str(tmp_path / "honest.ipynb"), "--out", str(tmp_path / "missing" / "g.csv"), "--quiet"])
+    assert stop.value.code == 2 and time.monotonic() - start < 5  # refused at once, nothing graded
+    assert "does not exist; create it first" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(SOLUTION), str(tmp_path / "honest.ipynb"), "--out", str(tmp_path / "g.csv"),
+              "--json", str(tmp_path / "g.csv"), "--quiet"])
+    assert "the output files must differ" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(SOLUTION), str(tmp_path / "honest.ipynb"), "--out", str(tmp_path), "--quiet"])
+    assert "is a folder" in capsys.readouterr().err
+
+
+SLEEPING_STEP = """
+import time
+time.sleep(120)
+""" + STEP
+
+
+def test_a_terminated_batch_keeps_every_row_graded_before_the_signal(tmp_path):
+    """Rows are saved as they finish; SIGTERM (here from outside, as a student's process could send
+    it) ends the batch with 143 and a message, and the table holds what was graded, marked incomplete."""
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "submitted"
+    folder.mkdir()
+    make_submission(folder / "a_honest.ipynb", SUBMISSIONS["honest"][0])
+    make_submission(folder / "b_sleeping.ipynb", dict(SUBMISSIONS["honest"][0], **{"rnn-step-solution": SLEEPING_STEP}))
+    out = tmp_path / "grades.csv"
+    child = subprocess.Popen([sys.executable, "-m", "seqcourse", "grade", str(SOLUTION), str(folder), "--out", str(out),
+                              "--jobs", "1", "--quiet", "--cell-timeout", "200", "--time-limit", "300"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not out.exists() and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.2)
+    assert out.exists(), "the first row was not saved as it finished"
+    time.sleep(1)  # the second submission is now asleep in its sandbox
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 128 + signal.SIGTERM
+    assert "interrupted" in err and "1 of 2 submissions graded and saved" in err
+    table = list(csv.reader(out.open(newline="")))
+    assert [row[0] for row in table[1:]] == ["a_honest.ipynb"] and table[1][-3] == "9"
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["complete"] is False and [s["submission"] for s in data["submissions"]] == ["a_honest.ipynb"]

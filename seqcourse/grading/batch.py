@@ -36,12 +36,14 @@ import dataclasses
 import io
 import json
 import math
+import os
 import re
 import secrets
 import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -417,6 +419,7 @@ class GradeReport:
     variants: bool
     jobs: int
     seconds: float
+    complete: bool = True  # False while grading runs, and when it was interrupted
 
     @property
     def max_total(self) -> int:
@@ -431,6 +434,7 @@ class GradeReport:
             "fresh_draws": self.variants,
             "jobs": self.jobs,
             "seconds": round(self.seconds, 2),
+            "complete": self.complete,
             "flag_help": FLAG_HELP,
             "submissions": [s.to_dict() for s in self.submissions],
         }
@@ -518,8 +522,12 @@ def grade(
     jobs: int = 1,
     variants: bool = True,
     progress: bool = True,
+    on_row: Callable[[GradeReport], None] | None = None,
 ) -> GradeReport:
     """Grade ``submissions`` (``(name, path)`` pairs) against the solution notebook.
+
+    ``on_row``, when given, receives the report of the rows graded so far (``complete=False``,
+    in submission order) each time a submission finishes, so a caller can save them as they come.
 
     Raises :class:`~seqcourse.grading.assemble.PlanError` for a solution notebook that cannot
     drive grading and :class:`GradingError` when it does not earn full marks in the sandbox."""
@@ -546,6 +554,10 @@ def grade(
                 for future in as_completed(futures):
                     row = future.result()
                     rows[row.submission] = row
+                    if on_row is not None:
+                        on_row(GradeReport(str(solution), plan.questions,
+                                           [rows[name] for name, _ in submissions if name in rows],
+                                           limits, variants, jobs, time.monotonic() - start, complete=False))
                     bar.set_postfix_str(f"{row.submission}: {row.total:g}/{row.max_total}", refresh=False)
                     bar.update()
             finally:  # on Ctrl-C, start nothing new; closing the server then kills what runs
@@ -559,22 +571,55 @@ def _number(x: float) -> str:
     return f"{round(x, 2):g}"
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` in one step (a temporary file in the same folder, then
+    ``os.replace``), so a reader, or a grader killed mid-write, never sees half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_csv(report: GradeReport, path: Path) -> None:
     """One row per submission: ``submission``, one column per question id (in notebook order),
-    ``total``, ``max_total``, ``flags`` (space-separated, sorted)."""
+    ``total``, ``max_total``, ``flags`` (space-separated, sorted). Written atomically."""
     ids = [question.id for question in report.questions]
-    with open(path, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["submission", *ids, "total", "max_total", "flags"])
-        for row in report.submissions:
-            scores = [_number(row.questions[qid].earned) for qid in ids]
-            writer.writerow([row.submission, *scores, _number(row.total), row.max_total, " ".join(row.flags)])
+    stream = io.StringIO()
+    writer = csv.writer(stream)
+    writer.writerow(["submission", *ids, "total", "max_total", "flags"])
+    for row in report.submissions:
+        scores = [_number(row.questions[qid].earned) for qid in ids]
+        writer.writerow([row.submission, *scores, _number(row.total), row.max_total, " ".join(row.flags)])
+    _write_atomically(path, stream.getvalue())
 
 
 def write_json(report: GradeReport, path: Path) -> None:
     """Everything in the CSV, plus per question the in-kernel report, every case's verdict and
-    measured error, the fresh draws, the audit's findings, and the answers graded by hand."""
-    Path(path).write_text(json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    measured error, the fresh draws, the audit's findings, and the answers graded by hand; and
+    ``complete``, false for a partial table. Written atomically."""
+    _write_atomically(path, json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n")
+
+
+def check_output_paths(*paths: Path) -> None:
+    """Raise ``ValueError`` naming the problem unless every path can be written: its folder
+    exists and is writable, it is not a folder itself, and no two paths are the same file.
+    Checked before grading starts, so a batch is never graded only to fail at the end."""
+    resolved = [Path(p).resolve() for p in paths]
+    if len(set(resolved)) != len(resolved):
+        raise ValueError(f"the output files must differ; got {', '.join(map(str, paths))}")
+    for path in map(Path, paths):
+        folder = path.resolve().parent
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder; expected a file name to write")
+        if not folder.is_dir():
+            raise ValueError(f"{path}: the folder {folder} does not exist; create it first")
+        if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise ValueError(f"{path}: not writable")
 
 
 def collect(paths: list[Path], solution: Path) -> list[tuple[str, Path]]:
@@ -630,17 +675,33 @@ def main(argv: list[str] | None = None) -> int:
         submissions = collect(args.submissions, args.solution)
         if not submissions:
             raise ValueError("no submitted notebooks found")
+        json_path = args.json or args.out.with_suffix(".json")
+        check_output_paths(args.out, json_path)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
-    previous = signal.signal(signal.SIGTERM, _terminate)  # clean up (kill the sandboxes) when terminated
+    saved: list[GradeReport] = []
+
+    def save(partial: GradeReport) -> None:  # every finished row reaches the disk at once
+        write_csv(partial, args.out)
+        write_json(partial, json_path)
+        saved[:] = [partial]
+
+    # clean up (kill the sandboxes) when terminated or interrupted, keeping the rows already saved
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        report = grade(args.solution, submissions, limits=limits, jobs=args.jobs, variants=not args.no_variants, progress=not args.quiet)
+        report = grade(args.solution, submissions, limits=limits, jobs=args.jobs, variants=not args.no_variants,
+                       progress=not args.quiet, on_row=save)
     except (PlanError, GradingError, ServerError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except SystemExit as stop:
+        done = len(saved[0].submissions) if saved else 0
+        print(f"interrupted (exit {stop.code}): {done} of {len(submissions)} submissions graded and saved in "
+              f"{args.out} and {json_path} (marked \"complete\": false); grade the rest again", file=sys.stderr)
+        return int(stop.code) if isinstance(stop.code, int) else 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    json_path = args.json or args.out.with_suffix(".json")
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     write_csv(report, args.out)
     write_json(report, json_path)
     flagged = sum(bool(row.flags) for row in report.submissions)
