@@ -19,6 +19,10 @@ reach that far is at chance by construction.
 transduction task for encoder–decoder models (token conventions ``PAD``, ``BOS``, ``EOS``), and
 lookahead parity a tagging task whose label depends on a LATER input, so a left-to-right model is at
 chance by construction while a bidirectional one can be exact.
+
+``associative_recall`` is the recall probe of the Comparison chapter: N key–value pairs, then a
+query for each key, so the number of associations a model must hold grows with N while the
+distances stay short.
 """
 from __future__ import annotations
 
@@ -403,3 +407,56 @@ def lookahead_parity(
     targets = torch.full_like(bits, IGNORE_INDEX)
     targets[:, :-lag] = delayed[:, lag:]  # y_t = b_(t + lag) XOR b_t
     return bits, targets
+
+
+# ---- associative recall (the Comparison chapter) -----------------------------------------------
+
+
+def associative_recall(
+    n: int,
+    n_pairs: int,
+    n_keys: int = 16,
+    n_values: int = 16,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Multi-query associative recall (MQAR; Arora et al., 2024, "Zoology"): read N key–value pairs, then
+    answer N queries, one per key, with the value that key was paired with.
+
+    Each sequence has ``T = 2N`` steps of ``D = K + V + 1`` features (K = ``n_keys``,
+    V = ``n_values``, N = ``n_pairs``):
+
+    * steps ``0 ... N-1`` (the pairs): :math:`[e_{k_i};\ e_{v_i};\ 0]`, the one-hot key next to the
+      one-hot value, with N *distinct* keys drawn uniformly from K and values uniform over V;
+    * steps ``N ... 2N-1`` (the queries): :math:`[e_{k};\ 0;\ 1]`, each of the N keys once, in a fresh
+      random order, the last feature marking "answer now";
+    * targets: ``IGNORE_INDEX`` during the pairs; at a query, the index in ``0 ... V-1`` of the value
+      paired with its key.
+
+    Each pair is one step, as in the "one token per pair" form of the task, so one attention layer
+    can solve it (the query's key part matches the pair's key part) and what is measured is how many
+    associations a model can hold, not whether it can first join a key to the value after it. The
+    later a key was read, the sooner it may be asked for: a query comes between 1 and 2N - 1 steps
+    after its pair. Chance accuracy is 1/V.
+
+    Returns:
+        ``(x, targets)``: x float32 (n, 2N, K + V + 1), targets long (n, 2N), on the CPU.
+    """
+    expect_int(n, "n", minimum=1)
+    K = expect_int(n_keys, "n_keys", minimum=1)
+    N = expect_int(n_pairs, "n_pairs", minimum=1)
+    if N > K:
+        raise ValueError(f"n_pairs must be at most n_keys={K} (the keys of a sequence are distinct); got {N}")
+    V = expect_int(n_values, "n_values", minimum=1)
+    _check_generator(generator)
+    keys = torch.rand(n, K, generator=generator).argsort(dim=1)[:, :N]  # (n, N), distinct per row
+    values = torch.randint(0, V, (n, N), generator=generator)  # (n, N)
+    order = torch.rand(n, N, generator=generator).argsort(dim=1)  # the queries' order
+    query_keys, answers = keys.gather(1, order), values.gather(1, order)
+    x = torch.zeros(n, 2 * N, K + V + 1)
+    x[:, :N].scatter_(2, keys.unsqueeze(2), 1.0)
+    x[:, :N].scatter_(2, K + values.unsqueeze(2), 1.0)
+    x[:, N:].scatter_(2, query_keys.unsqueeze(2), 1.0)
+    x[:, N:, K + V] = 1.0
+    targets = torch.full((n, 2 * N), IGNORE_INDEX, dtype=torch.long)
+    targets[:, N:] = answers
+    return x, targets

@@ -106,6 +106,20 @@ def test_tagger_shapes_and_readout(device):
     assert Tagger(LSTM(3, H), 3, 2).W_o.shape == (2, H)
 
 
+def test_tagger_reads_features_without_a_vocabulary(device):
+    """vocab_size=None: the features go to the core as they are (two-hot vectors here), and a
+    wrong feature size fails in the core with the expected shape."""
+    torch.manual_seed(0)
+    core = LSTM(5, H).to(device, F64)
+    tagger = Tagger(core, None, 3).to(device, F64)
+    x = torch.zeros(B, T, 5, dtype=F64, device=device)
+    x[..., 0] = x[..., 3] = 1.0
+    h, _ = core(x)
+    torch.testing.assert_close(tagger(x), h @ tagger.W_o.T + tagger.b_o)
+    with pytest.raises(ValueError, match=r"D=5"):
+        tagger(torch.zeros(B, T, 4, dtype=F64, device=device))
+
+
 def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="same \\(input_size, hidden_size\\)"):
         Bidirectional(GRU(D, H), GRU(D, H + 1))

@@ -124,15 +124,16 @@ class Tagger(nn.Module):
     ``Bidirectional`` one (h_t = [→h_t; ←h_t], 2H features) or a left-to-right ``LSTM`` (H).
 
     Token ids (B, T) become one-hot vectors of size ``vocab_size`` (the core's ``input_size``);
-    ``forward(ids)`` returns logits (B, T, num_tags).
+    ``forward(ids)`` returns logits (B, T, num_tags). With ``vocab_size=None`` the tagger reads
+    feature vectors instead: ``forward(x)``, x (B, T, D) float with D the core's ``input_size``.
     """
 
-    def __init__(self, core: nn.Module, vocab_size: int, num_tags: int):
+    def __init__(self, core: nn.Module, vocab_size: int | None, num_tags: int):
         super().__init__()
         self.core = core
-        self.vocab_size = expect_int(vocab_size, "vocab_size", minimum=1)
+        self.vocab_size = None if vocab_size is None else expect_int(vocab_size, "vocab_size", minimum=1)
         self.num_tags = expect_int(num_tags, "num_tags", minimum=1)
-        if getattr(core, "input_size", None) != vocab_size:
+        if vocab_size is not None and getattr(core, "input_size", None) != vocab_size:
             raise ValueError(f"core.input_size must equal vocab_size={vocab_size} (one-hot inputs); "
                              f"got {getattr(core, 'input_size', None)}")
         width = getattr(core, "output_size", getattr(core, "hidden_size", None))
@@ -143,8 +144,12 @@ class Tagger(nn.Module):
         self.b_o = nn.Parameter(torch.empty(num_tags).uniform_(-k, k))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids (B, T) long -> logits (B, T, num_tags)."""
+        """ids (B, T) long (or x (B, T, D) float when ``vocab_size`` is None) -> logits (B, T, num_tags)."""
         dtype, device = module_dtype_device(self)
-        expect_ids(ids, "ids", self.vocab_size, device=device)
-        h, _ = self.core(nn.functional.one_hot(ids, self.vocab_size).to(dtype))  # (B, T, width)
+        if self.vocab_size is None:
+            x = ids  # the core checks the features' shape, dtype and device
+        else:
+            expect_ids(ids, "ids", self.vocab_size, device=device)
+            x = nn.functional.one_hot(ids, self.vocab_size).to(dtype)
+        h, _ = self.core(x)  # (B, T, width)
         return nn.functional.linear(h, self.W_o, self.b_o)
