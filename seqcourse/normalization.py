@@ -27,6 +27,8 @@ What is here:
     layer_gradient_norms(blocks, x, ...)     ||dloss/dtheta_l|| and ||dloss/dx_l|| for each block l of a stack
     stack_gradient_norms(norm, depth, ...)   the same for a freshly initialised stack of Transformer blocks
     depth_sweep(depths, norms, ...)          stack_gradient_norms for every (norm, depth)
+    direction_share(x)                       how much of x's energy lies along one direction (1 = all vectors parallel)
+    last_block_probe(norm, depth, ...)       why the last block's gradient changes with depth: its input, measured
     warmup_factor(step, warmup_steps)        the linear warm-up min(1, (step + 1) / W)
     with_warmup(optimizer, warmup_steps)     attach that schedule to an optimizer (works with seqcourse.train)
     train_char_lm(model, ids, ...)           next-character training with or without warm-up -> History
@@ -48,11 +50,14 @@ from .validation import expect_float, expect_int, expect_tensor
 
 __all__ = [
     "LayerGradients",
+    "LastBlockProbe",
     "block_jacobian",
     "depth_sweep",
+    "direction_share",
     "jacobian",
     "layer_gradient_norms",
     "layer_norm_jacobian",
+    "last_block_probe",
     "singular_values",
     "stack_gradient_norms",
     "train_char_lm",
@@ -244,6 +249,18 @@ def stack_gradient_norms(
     Returns:
         ``LayerGradients`` with ``depth`` entries each.
     """
+    runs = [layer_gradient_norms(blocks, x, final_norm=final, seed=s)
+             for s, blocks, final, x in _fresh_stacks(norm, depth, d_model, n_heads, seq_len, batch_size, seed,
+                                                      repeats, make_block, device)]
+    if len(runs) == 1:
+        return runs[0]
+    return LayerGradients(*(torch.stack(parts).pow(2).mean(0).sqrt() for parts in zip(*runs)))
+
+
+def _fresh_stacks(norm, depth, d_model, n_heads, seq_len, batch_size, seed, repeats, make_block, device):
+    """Check the arguments of ``stack_gradient_norms`` and yield, for r = 0 ... repeats-1, the stack it
+    measures: (seed + r, blocks, final LayerNorm or None, x_0 (B, T, d) with N(0, 1) entries), with
+    everything seeded from seed + r."""
     _expect_norm(norm)
     expect_int(depth, "depth", minimum=1)
     expect_int(d_model, "d_model", minimum=1)
@@ -256,17 +273,77 @@ def stack_gradient_norms(
     if not callable(build):
         raise TypeError(f"make_block must be callable as make_block(norm) -> block; got {type(make_block).__name__}")
     device = torch.device(device) if device is not None else torch.device("cpu")
-    runs = []
     for r in range(repeats):
         seed_everything(seed + r)
         blocks = [build(norm).to(device) for _ in range(depth)]
         final = LayerNorm(d_model).to(device) if norm == "pre" else None
-        x = torch.randn(batch_size, seq_len, d_model, device=device)
-        runs.append(layer_gradient_norms(blocks, x, final_norm=final, seed=seed + r))
-    if repeats == 1:
-        return runs[0]
-    rms = [torch.stack(parts).pow(2).mean(0).sqrt() for parts in zip(*runs)]
-    return LayerGradients(*rms)
+        yield seed + r, blocks, final, torch.randn(batch_size, seq_len, d_model, device=device)
+
+
+def direction_share(x: torch.Tensor) -> float:
+    r"""The share of the energy of the vectors in x (..., d) that lies along a single direction:
+    :math:`\sigma_1^2 / \sum_i \sigma_i^2` of the matrix whose rows are the vectors (not centred).
+
+    1 when every vector is a multiple of one vector (the representations have collapsed to one
+    direction); about :math:`1/d` for many independent random vectors in d dimensions."""
+    expect_tensor(x, "x", dtype="float")
+    if x.dim() < 2 or x.shape[-1] < 1 or x.numel() == 0:
+        raise ValueError(f"x must have shape (..., d) with at least one vector; got {tuple(x.shape)}")
+    s = torch.linalg.svdvals(x.detach().reshape(-1, x.shape[-1]).double())
+    return (s[0] ** 2 / s.pow(2).sum()).item()
+
+
+class LastBlockProbe(NamedTuple):
+    """What decides the gradient of a stack's last block, per ``last_block_probe`` (floats).
+
+    share: ``direction_share`` of the last block's input x_{L-1} (the whole batch).
+    stream_variance: the variance of x_L, the last block's output, over all entries (what a final
+    LayerNorm divides by).
+    gradient: ||dloss/dtheta_{L-1}||, the last block's gradient in the stack (its own input).
+    gradient_fresh: the same block and loss, fed instead an input of independent N(0, 1) vectors
+    standardized to the same per-position mean and standard deviation as x_{L-1}.
+    """
+
+    share: float
+    stream_variance: float
+    gradient: float
+    gradient_fresh: float
+
+
+def last_block_probe(norm: str, depth: int, *, d_model: int = 32, n_heads: int = 4, seq_len: int = 16,
+                     batch_size: int = 8, seed: int = 0, repeats: int = 1,
+                     make_block: Callable[[str], nn.Module] | None = None,
+                     device: torch.device | str | None = None) -> LastBlockProbe:
+    """Why the last block's gradient changes with depth, measured on the stacks of ``stack_gradient_norms``
+    (same arguments, same stacks, same loss).
+
+    The last block's parameter gradient depends only on the block, its input x_{L-1}, and the loss
+    head after it (the fixed readout, and a pre-norm stack's final LayerNorm): nothing deeper in the
+    stack acts on it except through x_{L-1}. So whatever changes it with depth is a property of
+    x_{L-1}, a forward statistic. The probe records two (``direction_share`` of x_{L-1}, the variance
+    of the block's output) and runs the intervention: the same block and loss fed a fresh input with
+    x_{L-1}'s per-position mean and scale but independent directions.
+
+    Returns a ``LastBlockProbe``: the shares and variances averaged over ``repeats`` initialisations,
+    the two gradients as root mean squares (as ``stack_gradient_norms`` reports them).
+    """
+    rows = []
+    for s, blocks, final, x in _fresh_stacks(norm, depth, d_model, n_heads, seq_len, batch_size, seed, repeats,
+                                            make_block, device):
+        with torch.no_grad():
+            for block in blocks[:-1]:
+                x = block(x)
+            out = blocks[-1](x)
+        g = torch.Generator().manual_seed(10_000 + s)
+        z = torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device)
+        z = (z - z.mean(-1, keepdim=True)) / z.std(-1, unbiased=False, keepdim=True)
+        fresh = x.mean(-1, keepdim=True) + z * x.std(-1, unbiased=False, keepdim=True)
+        own = layer_gradient_norms(blocks[-1:], x, final_norm=final, seed=s).parameters[0]
+        other = layer_gradient_norms(blocks[-1:], fresh, final_norm=final, seed=s).parameters[0]
+        rows.append((direction_share(x), out.var(unbiased=False).item(), own.item(), other.item()))
+    share, variance = (sum(r[i] for r in rows) / len(rows) for i in (0, 1))
+    gradient, fresh_gradient = (math.sqrt(sum(r[i] ** 2 for r in rows) / len(rows)) for i in (2, 3))
+    return LastBlockProbe(share, variance, gradient, fresh_gradient)
 
 
 def depth_sweep(

@@ -15,7 +15,9 @@ from seqcourse.normalization import (
     LayerGradients,
     block_jacobian,
     depth_sweep,
+    direction_share,
     jacobian,
+    last_block_probe,
     layer_gradient_norms,
     layer_norm_jacobian,
     singular_values,
@@ -241,6 +243,40 @@ def test_depth_sweep_reads_generators_once_and_checks_every_norm_first():
     assert built == []  # rejected before any stack was built
     with pytest.raises(ValueError, match="each depth"):
         depth_sweep((2, 0), ("pre",), **kwargs)
+
+
+def test_direction_share_is_one_for_parallel_vectors_and_one_over_d_for_orthogonal_ones():
+    v = torch.randn(5)
+    parallel = torch.stack([c * v for c in (1.0, -2.0, 0.5, 3.0)]).reshape(2, 2, 5)
+    assert direction_share(parallel) == pytest.approx(1.0)
+    assert direction_share(torch.eye(6).reshape(2, 3, 6)) == pytest.approx(1 / 6)
+    with pytest.raises(ValueError, match=r"\(\.\.\., d\)"):
+        direction_share(torch.zeros(3))
+
+
+def test_last_block_probe_gradient_is_the_stacks_last_entry_and_fresh_input_keeps_the_scale():
+    """The probe's own-input gradient (a backward through the last block alone, from x_{L-1}
+    recomputed) equals the full stack's backward for that block; the fresh input has the same
+    per-position mean and scale, and for a post-norm stack (x_{L-1} standardized) the variance of
+    the output is 1."""
+    kwargs = dict(d_model=8, n_heads=2, seq_len=4, batch_size=3, seed=2, repeats=2)
+    for norm in ("pre", "post"):
+        probe = last_block_probe(norm, 4, **kwargs)
+        stack = stack_gradient_norms(norm, 4, **kwargs)
+        assert probe.gradient == pytest.approx(stack.parameters[-1].item(), rel=1e-5)
+        assert probe.gradient_fresh > 0 and 0 < probe.share <= 1
+    assert last_block_probe("post", 3, **kwargs).stream_variance == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(ValueError, match="norm must be 'pre'"):
+        last_block_probe("middle", 3)
+
+
+def test_last_block_probe_collapse_in_a_deep_post_norm_stack():
+    """The chapter's finding at a small size: with depth the last block's input collapses toward one
+    direction and its gradient grows, while the same block fed fresh input keeps its gradient."""
+    shallow, deep = (last_block_probe("post", L, repeats=2) for L in (4, 32))
+    assert deep.share > shallow.share + 0.15
+    assert deep.gradient > 1.5 * shallow.gradient
+    assert abs(deep.gradient_fresh - shallow.gradient_fresh) < 0.2 * shallow.gradient_fresh
 
 
 def test_gradient_helpers_reject_bad_arguments():
