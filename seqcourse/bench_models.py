@@ -52,7 +52,6 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -65,12 +64,17 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .analysis import saved_tensor_bytes
 from .bench_scan import LINEAR_SCANS, backward_elements, linear_scan_inputs, s4d_mode_times
-from .device import get_device, synchronize
+from .device import get_device
+from .models.attention import MultiHeadAttention, copy_mha_from_torch
+from .models.gated import GRU, LSTM, copy_gru_from_torch, copy_lstm_from_torch
+from .models.rnn import RNN, copy_from_torch
+from .models.s4d import S4DLayer
+from .timing import interleaved_medians
 from .validation import expect_int
 
 __all__ = ["FULL", "QUICK", "SIZES", "TINY", "Sizes", "add_arguments", "bench_attention", "bench_linear_scans",
            "bench_recurrent", "bench_recurrent_grid", "bench_s4d", "format_report", "growth_rows",
-           "interleaved_medians", "main", "run", "run_and_report"]
+           "main", "run", "run_and_report"]
 
 DEFAULT_JSON = Path("_build") / "bench" / "models.json"
 MiB = 2 ** 20
@@ -105,26 +109,6 @@ TINY = Sizes(recurrent=(2, 12, 8), grid=((2,), (6, 12), (4,), (8,), (1, 2)), att
 SIZES = {"full": FULL, "quick": QUICK, "tiny": TINY}
 
 
-def interleaved_medians(cases: Mapping[str, Callable[[], object]], repeats: int, device=None) -> dict[str, float]:
-    """Median seconds of each case: ``repeats`` rounds (after one untimed warm-up round), each running
-    every case once; round r starts at case r (mod the number of cases) and goes on in the order given,
-    so that no case always follows the same one. The device is synchronised around each timed call."""
-    expect_int(repeats, "repeats", minimum=1)
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    names = list(cases)
-    for round_ in range(repeats + 1):
-        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
-            case = cases[name]
-            synchronize(device)
-            start = time.perf_counter()
-            case()
-            synchronize(device)
-            if round_:
-                samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(s) for name, s in samples.items()}
-
-
 def _forward_backward(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     def run():
         model.zero_grad(set_to_none=True)
@@ -145,8 +129,6 @@ def bench_recurrent(batch: int, length: int, hidden: int, repeats: int, device) 
 
     One row per (model, pass): seconds of each and the ratios readable / torch and fast / torch.
     Our weights are copied from torch's, so all three compute the same function."""
-    from .models.gated import GRU, LSTM, copy_gru_from_torch, copy_lstm_from_torch
-    from .models.rnn import RNN, copy_from_torch
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, length, hidden, generator=g).to(device)
@@ -214,7 +196,6 @@ def bench_recurrent_grid(grid: Sequence[Sequence[int]], repeats: int, device) ->
     in the same rounds), the rest per step, and the tensor operations per step (forward and
     backward), each of which pays torch's fixed per-operation cost. The thread count is set per
     cell and restored after."""
-    from .models.gated import GRU, LSTM, copy_gru_from_torch, copy_lstm_from_torch
 
     batches, lengths, inputs, hiddens, threads = grid
     before = torch.get_num_threads()
@@ -262,7 +243,6 @@ def bench_attention(batch: int, d_model: int, n_heads: int, lengths: Sequence[in
                     device) -> list[dict]:
     """Self-attention forward+backward at each length: ours (fast, readable), torch.nn.MultiheadAttention
     and sdpa + projections, as seconds, ratios to sdpa + projections, and MB saved for the backward."""
-    from .models.attention import MultiHeadAttention, copy_mha_from_torch
 
     torch.manual_seed(0)
     theirs = nn.MultiheadAttention(d_model, n_heads, batch_first=True).to(device)
@@ -300,7 +280,6 @@ def bench_attention(batch: int, d_model: int, n_heads: int, lengths: Sequence[in
 def bench_s4d(lengths: Sequence[int], channels: int, state_size: int, repeats: int, device) -> list[dict]:
     """An S4D layer's convolution mode against its recurrent mode, forward+backward, per length:
     seconds, the speed-up recurrence / convolution, and MB saved for the backward."""
-    from .models.s4d import S4DLayer
 
     times = s4d_mode_times(lengths, batch=4, channels=channels, state_size=state_size, repeats=repeats,
                            device=device)

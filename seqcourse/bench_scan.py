@@ -41,9 +41,10 @@ from dataclasses import dataclass
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .scan import (_check_linear, discretize_selective, linear_scan_fast, linear_scan_parallel,
-                   linear_scan_sequential, selective_scan)
 from .device import synchronize
+from .models.s4d import S4DLayer
+from .scan import (check_linear_inputs, discretize_selective, linear_scan_fast, linear_scan_parallel,
+                   linear_scan_sequential, selective_scan)
 from .validation import expect_int
 
 __all__ = [
@@ -65,7 +66,7 @@ __all__ = [
 def linear_scan_preallocated(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """h_t = a_t ⊙ h_{t-1} + b_t written the slow way: indexed reads and writes into a (B, T, ...)
     tensor. Same values as ``linear_scan_sequential``; its backward is O(T²). Do not use."""
-    _check_linear(a, b, None)
+    check_linear_inputs(a, b, None)
     h = torch.zeros_like(b)
     state = torch.zeros_like(b[:, 0])
     for t in range(a.shape[1]):
@@ -83,7 +84,7 @@ def linear_scan_blelloch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     of O(P) work in all (``_blelloch_sweeps``). The backward is the same scan run from the end,
     g_b,t = g_t + a_{t+1} ⊙ g_b,t+1, and g_a,t = g_b,t ⊙ h_{t-1}, as in ``seqcourse.scan``.
     """
-    _check_linear(a, b, None)
+    check_linear_inputs(a, b, None)
     return _LinearScanBlelloch.apply(a, b).transpose(0, 1)
 
 
@@ -317,7 +318,6 @@ def s4d_mode_times(lengths: Sequence[int] = (256, 1024, 4096), *, batch: int = 4
                    state_size: int = 32, repeats: int = 3, device=None) -> dict[str, dict[int, float]]:
     """Median seconds of forward + backward of an S4D layer in convolution mode and in recurrent mode,
     for each length: ``{"convolution": {T: s}, "recurrence": {T: s}}``. Interleaved like ``time_scans``."""
-    from .models.s4d import S4DLayer
 
     expect_int(repeats, "repeats", minimum=1)
     device = torch.device(device) if device is not None else torch.device("cpu")

@@ -31,9 +31,22 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
+from . import tasks
 from .analysis import saved_tensor_bytes
 from .device import synchronize
+from .models.gated import GRU, LSTM
+from .models.long_context import LinearTransformer
+from .models.mamba import Mamba
+from .models.rnn import RNN
+from .models.s4d import S4D
+from .models.tcn import TCN
+from .models.transformer import Transformer
+from .models.wrappers import Classifier, LanguageModel
+from .tasks import adding_baseline_mse, copy_baseline
+from .timing import interleaved_medians
+from .train import train
 from .validation import expect_int
 
 __all__ = [
@@ -73,14 +86,6 @@ def make_core(name: str, input_size: int, hidden_size: int, num_layers: int = 2,
     pre-norm, sinusoidal positions, ``N_HEADS`` heads, attention through the fused kernel unless
     ``attention_fast=False`` (the readable softmax(QKᵀ/√d_k)V); LinearTransformer: the same blocks with
     linear attention; S4D: state size 16; Mamba: state size 8, parallel scan."""
-    from .models.gated import GRU, LSTM
-    from .models.long_context import LinearTransformer
-    from .models.mamba import Mamba
-    from .models.rnn import RNN
-    from .models.s4d import S4D
-    from .models.tcn import TCN
-    from .models.transformer import Transformer
-
     expect_int(input_size, "input_size", minimum=1)
     expect_int(hidden_size, "hidden_size", minimum=1)
     expect_int(num_layers, "num_layers", minimum=1)
@@ -197,8 +202,6 @@ def training_costs(cores: Mapping[str, nn.Module], lengths: Sequence[int], *, ba
     ``seconds``: forward + backward, median of ``repeats`` interleaved rounds (all families at one T
     in each round); ``saved_bytes``: what autograd keeps for the backward; ``depth``: ``graph_depth``
     of the loss, measured on ``depth_cores[name]`` when given (e.g. the readable twin of a fused core)."""
-    from .bench_models import interleaved_medians
-
     _check_cores(cores)
     rows = []
     device = _device_of(next(iter(cores.values())))
@@ -273,7 +276,6 @@ def flops_per_token(core: nn.Module, positions: Sequence[int], *, batch: int = 1
     by ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and convolutions; elementwise
     work is not counted): ``{p: flops}``. Deterministic. Fused attention kernels are not counted on
     every device, so count a Transformer with its readable attention (``attention_fast=False``)."""
-    from torch.utils.flop_counter import FlopCounterMode
 
     _check_core(core, step=True)
     wanted = sorted({expect_int(p, "each position", minimum=1) for p in positions})
@@ -298,8 +300,6 @@ def _task_batches(task: str, length: int, n: int, generator: torch.Generator):
     """(inputs, targets) of a task at ``length``: adding (x (n, T, 2) float, y (n,)), copy and selective
     copy (ids (n, T), targets (n, T): the symbols at the last ``RECALLED`` steps; before them blank for
     copy, IGNORE_INDEX for selective copy)."""
-    from . import tasks
-
     if task == "adding":
         return tasks.adding_problem(n, length, generator=generator)
     if task == "copy":
@@ -333,10 +333,6 @@ def long_range_scores(names: Sequence[str], task: str, lengths: Sequence[int], *
     delay ℓ between the symbols and the delimiter (the first symbol is recalled ``RECALLED`` + ℓ steps
     after it was read); for selective copy, the span the symbols are scattered over.
     Each family's width is matched once per task; every (family, T) starts from the same seed."""
-    from .models.wrappers import Classifier, LanguageModel
-    from .tasks import adding_baseline_mse, copy_baseline
-    from .train import train
-
     if task not in ("adding", *TASK_VOCAB):
         raise ValueError(f"unknown task {task!r}; expected 'adding', 'copy' or 'selective_copy'")
     steps = expect_int(steps, "steps", minimum=1)

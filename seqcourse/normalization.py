@@ -44,6 +44,7 @@ from torch import nn
 
 from .device import seed_everything
 from .models.norm import LayerNorm
+from .models.transformer import Block
 from .text import random_windows
 from .train import History, train
 from .validation import expect_float, expect_int, expect_tensor
@@ -217,12 +218,6 @@ def layer_gradient_norms(
     return LayerGradients(parameters.float(), input_norms.float())
 
 
-def _transformer_block(d_model: int, n_heads: int, norm: str) -> nn.Module:
-    from .models.transformer import Block
-
-    return Block(d_model, n_heads, norm=norm)
-
-
 def stack_gradient_norms(
     norm: str,
     depth: int,
@@ -269,7 +264,7 @@ def _fresh_stacks(norm, depth, d_model, n_heads, seq_len, batch_size, seed, repe
     expect_int(batch_size, "batch_size", minimum=1)
     expect_int(seed, "seed", minimum=0)
     expect_int(repeats, "repeats", minimum=1)
-    build = make_block if make_block is not None else (lambda n: _transformer_block(d_model, n_heads, n))
+    build = make_block if make_block is not None else (lambda n: Block(d_model, n_heads, norm=n))
     if not callable(build):
         raise TypeError(f"make_block must be callable as make_block(norm) -> block; got {type(make_block).__name__}")
     device = torch.device(device) if device is not None else torch.device("cpu")

@@ -55,6 +55,7 @@ from .validation import expect_nonempty_time, expect_tensor
 
 __all__ = [
     "SCANS",
+    "check_linear_inputs",
     "discretize_selective",
     "linear_scan_fast",
     "linear_scan_parallel",
@@ -67,7 +68,9 @@ __all__ = [
 ]
 
 
-def _check_linear(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) -> None:
+def check_linear_inputs(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None) -> None:
+    """The inputs of a linear scan h_t = a_t * h_{t-1} + b_t: float a and b of the same shape
+    (B, T, ...) with T >= 1, and h0 None or (B, ...) of their dtype and device; a clear error otherwise."""
     expect_tensor(a, "a", dtype="float")
     expect_tensor(b, "b", dtype=a.dtype, device=a.device, dtype_reason="(the dtype of a)")
     if a.ndim < 2 or a.shape != b.shape:
@@ -90,7 +93,7 @@ def linear_scan_sequential(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | 
 
     a, b (B, T, ...) with time on dim 1; h0 (B, ...) or None for zeros -> h (B, T, ...), h[:, t-1] = h_t.
     """
-    _check_linear(a, b, h0)
+    check_linear_inputs(a, b, h0)
     h = torch.zeros_like(b[:, 0]) if h0 is None else h0
     states = []
     for a_t, b_t in zip(a.unbind(1), b.unbind(1)):  # views, one per step: no full-size copies
@@ -104,7 +107,7 @@ def linear_scan_parallel(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | No
 
     a, b (B, T, ...); h0 (B, ...) or None -> h (B, T, ...). Work O(T), depth O(log T).
     """
-    _check_linear(a, b, h0)
+    check_linear_inputs(a, b, h0)
     if h0 is not None:  # fold h0 into the first step: h_1 = a_1 h0 + b_1
         b = torch.cat([(a[:, :1] * h0.unsqueeze(1) + b[:, :1]), b[:, 1:]], dim=1)
     return _scan_pairs(a, b)
@@ -120,7 +123,7 @@ def linear_scan_fast(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None =
     is not differentiable: for second derivatives use ``linear_scan_sequential`` or
     ``linear_scan_parallel``, made of differentiable torch operations.
     """
-    _check_linear(a, b, h0)
+    check_linear_inputs(a, b, h0)
     return _LinearScanFast.apply(a, b, h0).transpose(0, 1)
 
 

@@ -23,12 +23,14 @@ import torch
 
 __all__ = [
     "describe_shape",
+    "expect_choice",
     "expect_float",
     "expect_ids",
     "expect_int",
     "expect_nonempty_time",
     "expect_tensor",
     "module_dtype_device",
+    "same_device",
 ]
 
 # How to convert a tensor to a given dtype, for the hint in dtype errors.
@@ -60,9 +62,16 @@ def _sizes_by_index(dims: Sequence[str], size: Mapping[int | str, int]) -> dict[
     return out
 
 
-def _same_device(a: torch.device, b: torch.device) -> bool:
+def same_device(a: torch.device, b: torch.device) -> bool:
     """``cuda`` and ``cuda:0`` count as the same device (an index of None means 'the current one')."""
     return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
+def expect_choice(value, name: str, choices: tuple) -> object:
+    """``value`` if it is one of ``choices``, else a ValueError naming them."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
+    return value
 
 
 def _shape_str(shape: Sequence[int]) -> str:
@@ -148,7 +157,7 @@ def expect_tensor(
 
     if device is not None:
         device = torch.device(device)
-        if not _same_device(x.device, device):
+        if not same_device(x.device, device):
             raise ValueError(
                 f"{name} is on device {x.device}, but the model's parameters are on {device}; "
                 f"move it with {name}.to({str(device)!r}) (or the model with model.to({str(x.device)!r}))."

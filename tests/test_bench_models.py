@@ -94,15 +94,6 @@ def test_seqcourse_bench_runs_the_model_benchmark_after_the_notebooks(tmp_path, 
     assert "Recurrent models vs torch.nn" in capsys.readouterr().out
 
 
-def test_interleaved_medians_runs_each_case_once_per_round_rotating_the_order():
-    calls = []
-    medians = bench_models.interleaved_medians({k: (lambda k=k: calls.append(k)) for k in "abc"}, repeats=3)
-    assert "".join(calls) == "abc" "bca" "cab" "abc"  # one warm-up round, then three timed ones
-    assert set(medians) == set("abc") and all(v >= 0 for v in medians.values())
-    with pytest.raises(ValueError, match="repeats"):
-        bench_models.interleaved_medians({"a": lambda: None}, repeats=0)
-
-
 def test_bad_options_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         bench_models.main(["--tiny", "--repeats", "0"])

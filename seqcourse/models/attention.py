@@ -34,12 +34,13 @@ import math
 import torch
 from torch import nn
 
-from ..validation import _same_device, expect_int, expect_model_tensor, expect_nonempty_time, expect_tensor
+from ..validation import expect_int, expect_model_tensor, expect_nonempty_time, expect_tensor, same_device
 
 __all__ = [
     "MultiHeadAttention",
     "causal_mask",
     "check_mask",
+    "check_qkv",
     "copy_mha_from_torch",
     "head_sizes",
     "merge_heads",
@@ -120,7 +121,7 @@ def check_mask(mask, T_q: int, T_k: int, device=None, scores_shape=None) -> torc
                 f"{scores_shape} (each leading dimension of the mask must be 1 or the scores' size, and "
                 "the mask may not add dimensions)"
             )
-    if device is not None and not _same_device(mask.device, torch.device(device)):
+    if device is not None and not same_device(mask.device, torch.device(device)):
         raise ValueError(f"mask is on device {mask.device}, but the queries are on {device}; move it with mask.to(...)")
     if not bool(mask.any(dim=-1).all()):
         raise ValueError("every query must be allowed at least one key, but mask has a row that is all False")
@@ -130,7 +131,10 @@ def check_mask(mask, T_q: int, T_k: int, device=None, scores_shape=None) -> torc
 # ---- scaled dot-product attention --------------------------------------------------------------
 
 
-def _check_qkv(q, k, v) -> None:
+def check_qkv(q, k, v) -> None:
+    """Queries, keys and values for attention: float tensors q (..., T_q, d), k (..., T_k, d) and
+    v (..., T_k, d_v) with the same leading dimensions, dtype and device; a ValueError or TypeError
+    that names the mismatch otherwise."""
     for t, name in ((q, "q"), (k, "k"), (v, "v")):
         expect_tensor(t, name, dtype="float")
         if t.ndim < 2:
@@ -159,7 +163,7 @@ def _check_qkv(q, k, v) -> None:
         raise ValueError(f"k and v must have at least one position (T_k >= 1); got k {tuple(k.shape)}")
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"q, k and v must have the same dtype; got {q.dtype}, {k.dtype} and {v.dtype}")
-    if not (_same_device(q.device, k.device) and _same_device(q.device, v.device)):
+    if not (same_device(q.device, k.device) and same_device(q.device, v.device)):
         raise ValueError(f"q, k and v must be on the same device; got {q.device}, {k.device} and {v.device}")
 
 
@@ -173,7 +177,7 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     Returns:
         out (..., T_q, d_v) and the weights A (..., T_q, T_k) (rows sum to 1; masked entries are 0).
     """
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., T_q, T_k)
     if mask is not None:
         check_mask(mask, q.shape[-2], k.shape[-2], q.device, scores_shape=scores.shape)

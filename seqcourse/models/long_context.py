@@ -39,10 +39,11 @@ import math
 import torch
 from torch import nn
 
-from ..validation import expect_float, expect_int, expect_model_tensor, expect_nonempty_time, module_dtype_device
-from .attention import _check_qkv, causal_mask, head_sizes, merge_heads, split_heads
+from ..validation import (expect_choice, expect_float, expect_int, expect_model_tensor, expect_nonempty_time,
+                          module_dtype_device)
+from .attention import check_qkv, causal_mask, head_sizes, merge_heads, split_heads
 from .norm import LayerNorm
-from .transformer import NORMS, ResidualBlock, Transformer, _check_choice, sinusoidal_positions
+from .transformer import NORMS, ResidualBlock, Transformer, sinusoidal_positions
 
 __all__ = [
     "FORMS",
@@ -67,7 +68,7 @@ def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     Time and memory O(T w d) (band copies of K and V, scores (..., T, w)) instead of O(T^2 d):
     key j of query t sits at band column s = j - t + w - 1.
     """
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     window = expect_int(window, "window", minimum=1)
     T = q.shape[-2]
     if k.shape[-2] != T:
@@ -202,7 +203,7 @@ class LinearAttention(nn.Module):
         """
         expect_model_tensor(self, x, "x", dims=("B", "T", "H"), size={"H": self.d_model})
         expect_nonempty_time(x, "x")
-        _check_choice(form, "form", FORMS)
+        expect_choice(form, "form", FORMS)
         chunk_size = expect_int(chunk_size, "chunk_size", minimum=1)
         B, nh, hs = x.shape[0], self.n_heads, self.head_size
         if state is None:
@@ -272,7 +273,7 @@ class LinearTransformer(nn.Module):
         self.hidden_size = expect_int(hidden_size, "hidden_size", minimum=1)
         self.num_layers = expect_int(num_layers, "num_layers", minimum=1)
         self.n_heads = expect_int(n_heads, "n_heads", minimum=1)
-        self.norm = _check_choice(norm, "norm", NORMS)
+        self.norm = expect_choice(norm, "norm", NORMS)
         self.chunk_size = expect_int(chunk_size, "chunk_size", minimum=1)
         self.form = "parallel"
         self.W_in = nn.Linear(input_size, hidden_size)
@@ -290,7 +291,7 @@ class LinearTransformer(nn.Module):
         """x (B, T, D), state (per-block (S, z), t) or None -> (outputs (B, T, H), (per-block (S, z), t + T))."""
         expect_model_tensor(self, x, "x", dims=("B", "T", "D"), size={"D": self.input_size})
         expect_nonempty_time(x, "x")
-        return self._run(x, state, _check_choice(self.form, "form", FORMS))
+        return self._run(x, state, expect_choice(self.form, "form", FORMS))
 
     def _run(self, x: torch.Tensor, state, form: str):
         states, start = (None, 0) if state is None else self._check_state(state)

@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from ..tasks import BOS, EOS, PAD
-from ..validation import _same_device, expect_ids, expect_int, expect_tensor, module_dtype_device
+from ..validation import expect_ids, expect_int, expect_tensor, module_dtype_device, same_device
 from .gated import GRU, LSTM
 from .rnn import RNN
 
@@ -238,7 +238,7 @@ def exact_match(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     The batch sizes must agree and both tensors be on the same device; the lengths T1, T2 may differ."""
     expect_tensor(predicted, "predicted", dims=("B", "T"), dtype="long")
     expect_tensor(target, "target", dims=("B", "T"), size={"B": predicted.shape[0]}, dtype="long")
-    if not _same_device(predicted.device, target.device):
+    if not same_device(predicted.device, target.device):
         raise ValueError(f"predicted and target must be on the same device; got {predicted.device} and {target.device}")
     width = max(predicted.shape[1], target.shape[1])
     pad = lambda x: nn.functional.pad(x, (0, width - x.shape[1]), value=PAD)  # noqa: E731

@@ -31,7 +31,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..validation import _same_device, expect_int, expect_model_tensor, expect_nonempty_time, module_dtype_device
+from ..validation import (expect_choice, expect_int, expect_model_tensor, expect_nonempty_time, module_dtype_device,
+                          same_device)
 from .attention import MultiHeadAttention
 from .norm import LayerNorm
 
@@ -56,12 +57,6 @@ def sinusoidal_positions(T: int, d: int, start: int = 0, device=None, dtype=torc
     return P.to(dtype)
 
 
-def _check_choice(value, name: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
-    return value
-
-
 class ResidualBlock(nn.Module):
     """The wiring every block shares, whatever its attention sublayer: ``ln_1``, ``attn``, ``ln_2``
     and ``mlp`` (Linear(H, d_ff), GELU, Linear(d_ff, H); ``d_ff`` defaults to 4H), combined by
@@ -73,7 +68,7 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.d_model = expect_int(d_model, "d_model", minimum=1)
         self.d_ff = 4 * d_model if d_ff is None else expect_int(d_ff, "d_ff", minimum=1)
-        self.norm = _check_choice(norm, "norm", NORMS)
+        self.norm = expect_choice(norm, "norm", NORMS)
         self.ln_1 = LayerNorm(d_model)
         self.attn = attn
         self.ln_2 = LayerNorm(d_model)
@@ -181,8 +176,8 @@ class Transformer(nn.Module):
         self.num_layers = expect_int(num_layers, "num_layers", minimum=1)
         self.n_heads = expect_int(n_heads, "n_heads", minimum=1)
         self.max_len = expect_int(max_len, "max_len", minimum=1)
-        self.norm = _check_choice(norm, "norm", NORMS)
-        self.positions = _check_choice(positions, "positions", POSITIONS)
+        self.norm = expect_choice(norm, "norm", NORMS)
+        self.positions = expect_choice(positions, "positions", POSITIONS)
         self.fast = True
         self.W_in = nn.Linear(input_size, hidden_size)
         self.P = nn.Parameter(0.02 * torch.randn(max_len, hidden_size)) if positions == "learned" else None
@@ -223,7 +218,7 @@ class Transformer(nn.Module):
                 if T_seen is not None and t.shape[2] != T_seen:
                     raise ValueError(f"every cache entry must hold the same T_seen; got {T_seen} and {t.shape[2]}")
                 T_seen = t.shape[2]
-                if t.dtype != dtype or not _same_device(t.device, device):
+                if t.dtype != dtype or not same_device(t.device, device):
                     raise ValueError(f"cache tensors must be {dtype} on {device}; got {t.dtype} on {t.device}")
         return T_seen
 

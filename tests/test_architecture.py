@@ -1,0 +1,149 @@
+"""The package's architecture, read from its source: layers, private names, imports inside functions.
+
+``seqcourse`` is layered; a module may import from its own layer and the layers below it, never from
+one above (which is how cycles and "measurement code that needs the benchmark CLI" creep in):
+
+    base       validation, device, timing          checks, the device, timing
+    data       tasks, text, bpe                    what the models read
+    ops        bptt, clipping, discretize, scan,   algorithms written from scratch
+               analysis
+    models     models.*                            every model, no chapter code
+    training   train                               the one training loop
+    measure    gating, normalization,              the chapters' measurements
+               receptive_field, comparison, recall
+    viz        plots, widgets                      figures and widgets
+    tools      bench, bench_models, bench_scan,    benchmarks, notebook set-up, the trained-experiment
+               notebook_setup, experiments,        records, grading, the command line
+               grading, __main__, the package root
+
+The checks, each also run on a small synthetic module so that a checker that stopped seeing a
+problem fails too:
+
+- every module belongs to exactly one layer (a new module must be placed);
+- no module imports from a higher layer, at module level or inside a function;
+- no private name (``_x``) is imported from another module: make it public, or move it;
+- an import of the package's own modules inside a function body carries a comment saying why
+  (on its line or the line above).
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "seqcourse"
+
+LAYERS: dict[str, tuple[str, ...]] = {
+    "base": ("validation", "device", "timing"),
+    "data": ("tasks", "text", "bpe"),
+    "ops": ("bptt", "clipping", "discretize", "scan", "analysis"),
+    "models": ("models",),
+    "training": ("train",),
+    "measure": ("gating", "normalization", "receptive_field", "comparison", "recall"),
+    "viz": ("plots", "widgets"),
+    "tools": ("bench", "bench_models", "bench_scan", "notebook_setup", "experiments", "grading", "__main__", ""),
+}
+RANK = {layer: i for i, layer in enumerate(LAYERS)}
+
+
+def layer_of(module: str) -> str | None:
+    """The layer of a module named relative to the package ("models.rnn", "scan", "" for the root)."""
+    head = module.split(".")[0]
+    for layer, members in LAYERS.items():
+        if head in members:
+            return layer
+    return None
+
+
+def relative_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(tree: ast.AST, module: str, is_package: bool):
+    """(node, target module relative to the package, inside_function) for every import of the package's
+    own modules; a ``from . import x`` is resolved to ``x`` when x is a module."""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    inside = {id(n) for f in functions for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[:len(package) - node.level + 1] if node.level > 1 else package
+            target = [p for p in base if p] + (node.module.split(".") if node.module else [])
+            names = [a.name for a in node.names]
+            if not node.module and all((PACKAGE.joinpath(*target, n)).with_suffix(".py").exists()
+                                       or (PACKAGE.joinpath(*target, n)).is_dir() for n in names):
+                for n in names:
+                    yield node, ".".join(target + [n]), id(node) in inside
+            else:
+                yield node, ".".join(target), id(node) in inside
+        elif isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0):
+            names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            for name in names:
+                if name == "seqcourse" or (name or "").startswith("seqcourse."):
+                    yield node, name.removeprefix("seqcourse").lstrip("."), id(node) in inside
+
+
+def problems(source: str, module: str, *, is_package: bool = False) -> list[str]:
+    """Every architecture problem of one module's source (module docstring)."""
+    found = []
+    layer = layer_of(module)
+    if layer is None:
+        found.append(f"{module or 'seqcourse'}: in no layer; add it to LAYERS in tests/test_architecture.py")
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    for node, target, in_function in _imports(tree, module, is_package):
+        where = f"{module or 'seqcourse'}:{node.lineno}"
+        target_layer = layer_of(target)
+        if layer and target_layer and RANK[target_layer] > RANK[layer]:
+            found.append(f"{where}: the {layer} layer imports {target or 'seqcourse'} from the higher {target_layer} layer")
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"{where}: imports the private name {alias.name} from {target or 'seqcourse'}")
+        if in_function:
+            here = lines[node.lineno - 1]
+            above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
+            if "#" not in here and not above.startswith("#"):
+                found.append(f"{where}: imports {target or 'seqcourse'} inside a function without a comment saying why")
+    return found
+
+
+def test_the_package_keeps_its_architecture():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        found += problems(path.read_text(), relative_name(path), is_package=path.name == "__init__.py")
+    assert not found, "\n".join(found)
+
+
+def test_every_layer_named_exists():
+    for layer, members in LAYERS.items():
+        for member in members:
+            if member:
+                assert (PACKAGE / f"{member}.py").exists() or (PACKAGE / member).is_dir(), (layer, member)
+
+
+@pytest.mark.parametrize("module, source, expected", [
+    ("models.rnn", "from ..train import train\n", "the models layer imports train from the higher training layer"),
+    ("scan", "from .comparison import make_core\n", "the ops layer imports comparison from the higher measure layer"),
+    ("comparison", "def f():\n    from .bench_models import x  # the benchmark's timer\n",
+     "the measure layer imports bench_models from the higher tools layer"),
+    ("tasks", "import seqcourse.plots\n", "the data layer imports plots from the higher viz layer"),
+    ("models.seq2seq", "from ..validation import _same_device\n", "imports the private name _same_device"),
+    ("comparison", "def f():\n    from .tasks import copy_task\n", "inside a function without a comment"),
+    ("comparison", "from . import bench\n", "imports bench from the higher tools layer"),
+    ("newmodule", "import torch\n", "newmodule: in no layer"),
+])
+def test_the_checker_sees_each_kind_of_problem(module, source, expected):
+    assert any(expected in p for p in problems(source, module)), problems(source, module)
+
+
+def test_the_checker_accepts_what_is_allowed():
+    assert problems("from ..validation import expect_int\nfrom .rnn import RNN\n", "models.gated") == []
+    assert problems("def f():\n    # only the recording run needs it\n    from .device import get_device\n",
+                    "comparison") == []
+    assert problems("from . import tasks\nfrom .models.rnn import RNN\n", "comparison") == []
