@@ -22,7 +22,7 @@ from tqdm.std import tqdm
 from .device import get_device
 from .validation import expect_float, expect_int
 
-__all__ = ["History", "TrainingDiverged", "train"]
+__all__ = ["History", "TrainingDiverged", "sequence_cross_entropy", "train"]
 
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
@@ -180,6 +180,22 @@ def train(
         history.seconds = time.perf_counter() - start
         model.train(was_training)
     return history
+
+
+def sequence_cross_entropy(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    r"""The mean cross-entropy over every scored step of a sequence model, usable as ``train``'s ``loss_fn``:
+
+    .. math:: \mathcal{L} = -\frac{1}{|S|} \sum_{(b, t) \in S} \log \operatorname{softmax}(z_{b,t})_{y_{b,t}},
+
+    with logits z (B, T, V) the first output of ``model(inputs)`` (a language model returns
+    ``(logits, state)``), targets y (B, T) long, and S the steps whose target is not
+    ``tasks.IGNORE_INDEX`` (-100).
+    """
+    logits = model(inputs)[0]
+    if logits.dim() != 3 or logits.shape[:2] != targets.shape:
+        raise ValueError(f"the model's logits must have shape (B, T, V) matching targets (B, T) = "
+                         f"{tuple(targets.shape)}; got {tuple(logits.shape)}")
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
 
 def _diverged(history: History, step: int, what: str, opt: torch.optim.Optimizer, clip_norm: float | None):

@@ -4,7 +4,7 @@ import itertools
 import pytest
 import torch
 
-from seqcourse.train import History, TrainingDiverged, train
+from seqcourse.train import History, TrainingDiverged, sequence_cross_entropy, train
 
 
 def _regression(n=64, seed=0):
@@ -172,3 +172,15 @@ def test_restores_eval_mode():
     model = _linear().eval()
     train(model, lambda s: (x, y), _mse, steps=1, device="cpu", progress=False)
     assert not model.training
+
+
+def test_sequence_cross_entropy_matches_a_loop_over_scored_steps():
+    """The mean over the scored steps equals the per-step losses averaged by hand; -100 is skipped."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 5)
+    targets = torch.tensor([[1, -100, 4], [0, 2, -100]])
+    model = lambda inputs: (logits, None)  # noqa: E731 - a stand-in language model
+    by_hand = [-(logits[b, t].log_softmax(-1)[targets[b, t]]) for b in range(2) for t in range(3) if targets[b, t] >= 0]
+    assert torch.allclose(sequence_cross_entropy(model, None, targets), torch.stack(by_hand).mean())
+    with pytest.raises(ValueError, match=r"\(B, T, V\) matching targets"):
+        sequence_cross_entropy(model, None, targets[:, :2])
