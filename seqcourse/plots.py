@@ -302,6 +302,7 @@ def eigenvalue_plot(eigenvalues, *, title: str | None = None, figsize=(6.0, 4.0)
 
 def metric_vs_length(lengths, curves, *, baseline=None, baseline_label: str = "baseline",
                      xlabel: str = "sequence length", ylabel: str = "score", title: str | None = None,
+                     spread: Mapping[str, tuple] | None = None, logx: bool = False,
                      figsize=(6.0, 3.2)) -> Figure:
     """A score (accuracy, MSE, ...) against sequence length, one marked line per model.
 
@@ -309,17 +310,33 @@ def metric_vs_length(lengths, curves, *, baseline=None, baseline_label: str = "b
         lengths: shape (N,).   curves: {model: scores (N,)}.
         baseline: a number (a dashed line) or N numbers (a dashed line through them), e.g. what
             a model that remembers nothing scores.
+        spread: {model: (lows (N,), highs (N,))}, e.g. the range over recorded seeds, drawn as a
+            band in the model's colour behind its line; models not in it get no band.
+        logx: a logarithmic length axis, ticks at the given lengths.
 
     Returns:
-        The figure: one line per model, then the baseline.
+        The figure: one line per model (with its band), then the baseline.
     """
     xs = _as_array(lengths, "lengths", ndim=1)
     ys = _curves(curves, "curves")
+    spread = dict(spread or {})
+    unknown = set(spread) - set(ys)
+    if unknown:
+        raise ValueError(f"spread names models that have no curve: {sorted(unknown)}")
     fig, ax = _new_figure(figsize)
     for label, values in ys.items():
         if values.size != xs.size:
             raise ValueError(f"curves[{label!r}] has {values.size} values but lengths has {xs.size}")
-        ax.plot(xs, values, marker="o", label=label)
+        line, = ax.plot(xs, values, marker="o", label=label)
+        if label in spread:
+            low, high = (_as_array(v, f"spread[{label!r}]", ndim=1) for v in spread[label])
+            if low.size != xs.size or high.size != xs.size:
+                raise ValueError(f"spread[{label!r}] needs {xs.size} lows and {xs.size} highs")
+            ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, lw=0)
+    if logx:
+        ax.set_xscale("log")
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        ax.minorticks_off()
     if baseline is not None:
         base = np.broadcast_to(_as_array(np.atleast_1d(baseline), "baseline", ndim=1), xs.shape)
         ax.plot(xs, base, color="tab:red", ls="--", lw=1.2, label=baseline_label)

@@ -126,3 +126,17 @@ def test_helpers_leave_no_open_pyplot_figures():
     plots.loss_curve([1.0, 2.0])
     plots.hidden_state_heatmap(np.zeros((2, 2)))
     assert plt.get_fignums() == before
+
+
+def test_metric_vs_length_draws_a_band_per_spread_and_checks_its_size():
+    fig = plots.metric_vs_length([4, 16], {"a": [0.9, 0.5], "b": [0.2, 0.1]}, logx=True,
+                                 spread={"a": ([0.8, 0.4], [1.0, 0.6])})
+    ax = fig.axes[0]
+    assert len(ax.collections) == 1  # one band, for "a" only
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() == pytest.approx(0.4) and band[:, 1].max() == pytest.approx(1.0)
+    assert ax.get_xscale() == "log"
+    with pytest.raises(ValueError, match="no curve"):
+        plots.metric_vs_length([4, 16], {"a": [0.9, 0.5]}, spread={"c": ([0, 0], [1, 1])})
+    with pytest.raises(ValueError, match="needs 2 lows"):
+        plots.metric_vs_length([4, 16], {"a": [0.9, 0.5]}, spread={"a": ([0], [1])})
