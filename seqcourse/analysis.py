@@ -239,7 +239,7 @@ def eigenvalues(W: torch.Tensor) -> torch.Tensor:
 
 
 def spectral_radius(W: torch.Tensor) -> float:
-    """ρ(W) = max_i |λ_i(W)|, the largest eigenvalue modulus: ‖W^k‖^(1/k) → ρ(W) as k → ∞."""
+    """``ρ(W) = max_i |λ_i(W)|``, the largest eigenvalue modulus: ``‖W^k‖^(1/k) → ρ(W)`` as k → ∞."""
     return float(eigenvalues(W).abs().max())
 
 

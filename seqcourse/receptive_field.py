@@ -3,14 +3,14 @@
 The receptive field R of a causal sequence model is how many inputs its output at step t can
 depend on: y_t is a function of x_{t-R+1} ... x_t. For a stack of causal convolutions with kernel
 size k and dilations d_1 ... d_n the formula is R = 1 + (k-1)(d_1 + ... + d_n)
-(``seqcourse.models.tcn.receptive_field``). This module checks that formula two other ways:
+(``seqcourse.models.tcn.receptive_field``). This module checks that formula two other ways::
 
     input_gradient_mask(model, x, t=-1)         which x_s get a non-zero gradient from y_t (autograd)
     empirical_receptive_field(model, length)    R = T - (earliest such s), from that mask
     influence_cone(kernel_size, dilations, T)   the positions of every layer that reach y_{T-1},
                                                 traced backwards through the taps (no model needed)
 
-and draws the cone:
+and draws the cone::
 
     receptive_field_figure(kernel_size, num_levels, convs_per_block=1)   static matplotlib figure
     ReceptiveFieldExplorer(...)                  sliders for k and the depth -> the same drawing

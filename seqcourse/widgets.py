@@ -293,7 +293,7 @@ class NormPlacementExplorer:
             control.observe(lambda change: self.update(), names="value")
 
     def gradients(self, norm: str, depth: int) -> LayerGradients:
-        """stack_gradient_norms(norm, depth, **stack_options), computed once per (norm, depth)."""
+        """``stack_gradient_norms(norm, depth, **stack_options)``, computed once per (norm, depth)."""
         key = (norm, depth)
         if key not in self._cache:
             self._cache[key] = stack_gradient_norms(norm, depth, **self.stack_options)

@@ -23,7 +23,7 @@ GRU (the text's convention: z_t = 1 means "take the new candidate")::
     h̃_t = tanh(W_x^h x_t + r_t ⊙ (W_h^h h_{t-1} + b_hh^h) + b^h)
     h_t = (1 - z_t) ⊙ h_{t-1} + z_t ⊙ h̃_t
 
-Each W_• [x_t; h_{t-1}] is stored split into its input part and its hidden part, and the gates are
+Each ``W_• [x_t; h_{t-1}]`` is stored split into its input part and its hidden part, and the gates are
 fused into one matrix so that one matrix multiply computes them all: the LSTM keeps
 ``W_x`` (4H, D) = [W_x^i; W_x^f; W_x^g; W_x^o], ``W_h`` (4H, H) and ``b`` (4H,); the GRU keeps
 ``W_x`` (3H, D) = [W_x^r; W_x^z; W_x^h], ``W_h`` (3H, H) and two biases ``b_x``, ``b_h`` (3H,),

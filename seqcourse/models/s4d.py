@@ -1,6 +1,6 @@
 """S4D: a diagonal state-space layer with two faces, a convolution and a recurrence.
 
-Glossary (the symbols of the State-space chapter; S4D paper, Gu et al. 2022):
+Glossary (the symbols of the State-space chapter; S4D paper, Gu et al. 2022)::
 
     B  batch size     T  sequence length     H  channels (hidden size)     N  state size (even)
     x_k (B, H)   input at step k          y_k (B, H)   output at step k
