@@ -78,14 +78,16 @@ N_HEADS = 2
 
 
 def make_core(name: str, input_size: int, hidden_size: int, num_layers: int = 2, *, fast: bool = False,
-              attention_fast: bool = True) -> nn.Module:
+              attention_fast: bool = True, mamba_scan: str = "parallel") -> nn.Module:
     """One core of family ``name`` (one of ``FAMILIES``), ``num_layers`` deep and H = ``hidden_size`` wide.
 
     RNN/LSTM/GRU: stacked cells (``fast`` = torch's fused kernel, same function); TCN: ``TCN_LEVELS``
     dilated levels of kernel size 2 (receptive field 31; ``num_layers`` is not used); Transformer:
     pre-norm, sinusoidal positions, ``N_HEADS`` heads, attention through the fused kernel unless
     ``attention_fast=False`` (the readable softmax(QKᵀ/√d_k)V); LinearTransformer: the same blocks with
-    linear attention; S4D: state size 16; Mamba: state size 8, parallel scan."""
+    linear attention; S4D: state size 16; Mamba: state size 8, the scan ``mamba_scan`` (default the log-depth
+    parallel scan, whose chain of operations the cost measurements count; training passes "auto", the
+    fastest scan on the device, the same function)."""
     expect_int(input_size, "input_size", minimum=1)
     expect_int(hidden_size, "hidden_size", minimum=1)
     expect_int(num_layers, "num_layers", minimum=1)
@@ -102,7 +104,7 @@ def make_core(name: str, input_size: int, hidden_size: int, num_layers: int = 2,
     if name == "S4D":
         return S4D(input_size, hidden_size, state_size=16, num_layers=num_layers)
     if name == "Mamba":
-        return Mamba(input_size, hidden_size, state_size=8, num_layers=num_layers, scan="parallel")
+        return Mamba(input_size, hidden_size, state_size=8, num_layers=num_layers, scan=mamba_scan)
     raise ValueError(f"unknown family {name!r}; expected one of {', '.join(FAMILIES)}")
 
 
@@ -346,7 +348,7 @@ def long_range_scores(names: Sequence[str], task: str, lengths: Sequence[int], *
         expect_int(T, "each length", minimum=1)
         for name in names:
             torch.manual_seed(seed)
-            core = make_core(name, input_size, widths[name], num_layers, fast=True)
+            core = make_core(name, input_size, widths[name], num_layers, fast=True, mamba_scan="auto")
             model = (LanguageModel(core, input_size, widths[name]) if token_task
                      else Classifier(core, widths[name], 1)).to(device)
             g = torch.Generator().manual_seed(seed + T)

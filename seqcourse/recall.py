@@ -117,9 +117,7 @@ def recall_scores(names: Sequence[str], pair_counts: Sequence[int], *, target_pa
                                             generator=torch.Generator().manual_seed(10_000 + n_pairs))
         for name in names:
             torch.manual_seed(seed)
-            core = make_core(name, input_size, widths[name], num_layers, fast=True)
-            if name == "Mamba":
-                core.scan = "auto"  # the fastest scan on the device: the same function as the parallel one
+            core = make_core(name, input_size, widths[name], num_layers, fast=True, mamba_scan="auto")
             model = Tagger(core, None, N_VALUES).to(device)
             g = torch.Generator().manual_seed(1000 * seed + n_pairs)
             train(model, lambda step: associative_recall(batch, n_pairs, N_KEYS, N_VALUES, generator=g), loss_fn,
