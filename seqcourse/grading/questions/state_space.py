@@ -1,5 +1,5 @@
-"""Questions for the State-space chapter: zero-order hold of a diagonal system, the S4D kernel, and
-one step of Mamba's selective scan.
+"""Questions for the State-space chapter: zero-order hold of a diagonal system, the S4D kernel, the
+HiPPO-LegS memory, one step of Mamba's selective scan, and the matrix of state-space duality (SSD).
 
 Symbols as in the chapter. A continuous system h'(t) = A h(t) + B x(t) with a diagonal A (its
 entries a_n) and step size Δ becomes, by zero-order hold,
@@ -13,12 +13,21 @@ The references take other routes than the formulas students write:
 * s4d-kernel: each complex mode as a real 2x2 rotation-and-decay block, discretized by the same
   block matrix exponential, and the kernel as the impulse response of that real recurrence, step
   by step (no Vandermonde matrix, no complex arithmetic);
-* selective-step: loops over every batch entry, channel and state index.
+* hippo-legs: builds A as the similarity transform T M T^{-1} of the unsymmetric matrix
+  M_nk = -(2k+1) (n > k), -(n+1) (n = k) with T = diag(sqrt(2n+1)), the route of the HiPPO
+  derivation, and applies it entry by entry (the tests check it against the derivative of the exact
+  Legendre projection);
+* selective-step: loops over every batch entry, channel and state index;
+* ssd-matrix: multiplies the decays of each entry one by one, in float64 (no logarithms, no
+  cumulative products).
 
 All compute in float64. The cases are drawn so that the usual mistakes fail at least one case:
 Euler's B̄ = ΔB instead of ZOH (cases with Δ|a| far from 0), a forgotten Δ, a missing factor 2 or
 Re in the kernel, a kernel that starts at Ā^1 instead of Ā^0 (the L = 1 case), B and C swapped,
-B broadcast along the wrong axis (d = n cases), and a forgotten skip term D.
+B broadcast along the wrong axis (d = n cases), a forgotten skip term D; for HiPPO-LegS, A transposed,
+a missing square root (in A or in B), a diagonal off by one, the wrong sign, a forgotten 1/t; for
+SSD, a mask off by one (a_j included or a_i left out), not causal, transposed, without its
+diagonal, B and C swapped, and a ratio of cumulative products, which underflows on long sequences.
 """
 from __future__ import annotations
 
@@ -197,4 +206,97 @@ SELECTIVE_STEP = Question(
     ),
 )
 
-QUESTIONS = (ZOH_DIAGONAL, S4D_KERNEL, SELECTIVE_STEP)
+# ---- hippo-legs ------------------------------------------------------------------------------
+
+
+def _legs_reference(c, f, t):
+    """dc/dt = (A c + B f) / t with A = T M T^{-1} built entry by entry, float64."""
+    b, N = c.shape
+    A = torch.zeros(N, N, dtype=F64)
+    for n in range(N):
+        for k in range(n + 1):
+            m = -(n + 1) if n == k else -(2 * k + 1)  # M: lower triangular, column k holds 2k + 1
+            A[n, k] = math.sqrt(2 * n + 1) * m / math.sqrt(2 * k + 1)
+    dc = torch.zeros(b, N, dtype=F64)
+    for i in range(b):
+        for n in range(N):
+            total = sum(float(A[n, k]) * float(c[i, k]) for k in range(N)) + math.sqrt(2 * n + 1) * float(f[i])
+            dc[i, n] = total / float(t[i])
+    return dc
+
+
+def _legs_constant(g):
+    return {"c": _tensor([[2.0, 0.0, 0.0]]), "f": _tensor([2.0]), "t": _tensor([1.5])}
+
+
+def _legs_random(b, N, t_low, t_high):
+    def build(g):
+        return {"c": torch.randn(b, N, generator=g), "f": torch.randn(b, generator=g),
+                "t": t_low + (t_high - t_low) * torch.rand(b, generator=g)}
+
+    return build
+
+
+HIPPO_LEGS = Question(
+    id="hippo-legs",
+    title="the HiPPO-LegS memory: dc/dt = (A c + B f) / t, A_nk = -sqrt(2n+1) sqrt(2k+1) (n > k), -(n+1) (n = k)",
+    points=2,
+    args=("c", "f", "t"),
+    outputs=("dc",),
+    reference=_legs_reference,
+    cases=(
+        Case("the projection of a constant stays put (N=3, c = (2, 0, 0), f = 2, t = 1.5)", _legs_constant),
+        Case("a batch of states (b=4, N=6, t from 1 to 4)", _legs_random(4, 6, 1.0, 4.0), seed=10),
+        Case("one coefficient (b=3, N=1)", _legs_random(3, 1, 0.5, 2.0), seed=11),
+        Case("a large state, late (b=2, N=32, t from 50 to 100)", _legs_random(2, 32, 50.0, 100.0), seed=12),
+    ),
+    tol=1e-4,
+)
+
+
+# ---- ssd-matrix ------------------------------------------------------------------------------
+
+
+def _ssd_reference(a, B, C):
+    """Row t: the decays a_{j+1} ... a_t for j = t, t-1, ..., 0, multiplied in one at a time (float64)."""
+    b, T, _ = B.shape
+    a, B, C = a.double(), B.double(), C.double()
+    M = torch.zeros(b, T, T, dtype=F64)
+    for t in range(T):
+        decay = torch.ones(b, dtype=F64)
+        for j in range(t, -1, -1):
+            M[:, t, j] = decay * (C[:, t] * B[:, j]).sum(-1)
+            decay = decay * a[:, j]
+    return M
+
+
+def _ssd_by_hand(g):
+    return {"a": _tensor([[0.9, 0.5, 0.25]]), "B": torch.ones(1, 3, 1), "C": torch.ones(1, 3, 1)}
+
+
+def _ssd_random(b, T, n, low=0.2, high=1.0):
+    def build(g):
+        return {"a": low + (high - low) * torch.rand(b, T, generator=g),
+                "B": torch.randn(b, T, n, generator=g), "C": torch.randn(b, T, n, generator=g)}
+
+    return build
+
+
+SSD_MATRIX = Question(
+    id="ssd-matrix",
+    title="the SSD matrix M = L * (C B^T), L_ij = a_(j+1) ... a_i for i >= j, 0 above the diagonal",
+    points=3,
+    args=("a", "B", "C"),
+    outputs=("M",),
+    reference=_ssd_reference,
+    cases=(
+        Case("by hand (b=1, T=3, n=1, a = (0.9, 0.5, 0.25), B = C = 1)", _ssd_by_hand),
+        Case("no decay, a = 1: causal linear attention (b=2, T=6, n=3)", _ssd_random(2, 6, 3, 1.0, 1.0), seed=13),
+        Case("random decays (b=2, T=8, n=4)", _ssd_random(2, 8, 4), seed=14),
+        Case("a long sequence, where products of many decays underflow (b=1, T=120, n=2)",
+             _ssd_random(1, 120, 2, 0.02, 0.5), seed=15),
+    ),
+    tol=1e-4,
+)
+
+QUESTIONS = (ZOH_DIAGONAL, S4D_KERNEL, HIPPO_LEGS, SELECTIVE_STEP, SSD_MATRIX)
