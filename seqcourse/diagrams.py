@@ -1,5 +1,9 @@
 """Block diagrams drawn by code, for the book's figures (no pasted images).
 
+    draw_lstm_cell()        one step of ``seqcourse.models.gated.LSTMCell``: four gates, the cell state c
+                            along the top, h_t = o_t ⊙ tanh(c_t)
+    draw_gru_cell()         one step of ``GRUCell``: reset gate on the candidate's hidden part, update
+                            gate mixing h_{t-1} and the candidate
     draw_mamba_block()      one residual layer of ``seqcourse.models.mamba.Mamba``: RMSNorm, the
                             MambaBlock's two branches (convolution, selective SSM; SiLU gate), the
                             output projection and the residual sum
@@ -24,7 +28,8 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle
 
-__all__ = ["Edge", "MAMBA_EDGES", "MAMBA_NODES", "Node", "draw", "draw_mamba_block"]
+__all__ = ["Edge", "GRU_EDGES", "GRU_NODES", "LSTM_EDGES", "LSTM_NODES", "MAMBA_EDGES", "MAMBA_NODES", "Node", "draw",
+           "draw_gru_cell", "draw_lstm_cell", "draw_mamba_block"]
 
 
 @dataclass(frozen=True)
@@ -158,3 +163,82 @@ def draw_mamba_block(figsize=(6.0, 7.5)) -> Figure:
     """One layer of the course's ``Mamba``: v <- v + MambaBlock(RMSNorm(v)), the block drawn inside a
     dashed frame, from the input v at the bottom to the output at the top (module docstring)."""
     return draw(MAMBA_NODES, MAMBA_EDGES, figsize=figsize, group=("MambaBlock", (0.2, 2.2, 9.4, 10.85)))
+
+
+_GATE, _CANDIDATE, _STATE = "#dbe9f6", "#fde9d4", "#d9f0d3"
+
+LSTM_NODES = (
+    Node("c_prev", "$c_{t-1}$", 0.6, 6.2, 1.0, 0.5, color="none"),
+    Node("keep", "×", 2.4, 6.2, 0.5, 0.5, circle=True),
+    Node("write", "+", 5.0, 6.2, 0.5, 0.5, circle=True),
+    Node("c_next", "$c_t$", 10.4, 6.2, 0.8, 0.5, color="none"),
+    Node("f", "$f_t$\nσ", 2.4, 3.0, 1.1, 0.8, _GATE),
+    Node("i", "$i_t$\nσ", 4.0, 3.0, 1.1, 0.8, _GATE),
+    Node("g", "$g_t$\ntanh", 5.6, 3.0, 1.1, 0.8, _CANDIDATE),
+    Node("o", "$o_t$\nσ", 7.4, 3.0, 1.1, 0.8, _GATE),
+    Node("ig", "×", 5.0, 4.5, 0.5, 0.5, circle=True),
+    Node("squash", "tanh", 8.7, 5.0, 1.0, 0.5, _STATE),
+    Node("out", "×", 8.7, 3.9, 0.5, 0.5, circle=True),
+    Node("h_next", "$h_t$", 10.4, 3.9, 0.8, 0.5, color="none"),
+    Node("inputs", "$[x_t;\\ h_{t-1}]$", 4.9, 0.8, 2.2, 0.55, color="none"),
+)
+
+LSTM_EDGES = (
+    Edge("c_prev", "keep"),
+    Edge("keep", "write"),
+    Edge("write", "c_next"),
+    Edge("inputs", "f"), Edge("inputs", "i"), Edge("inputs", "g"), Edge("inputs", "o"),
+    Edge("f", "keep", "forget"),
+    Edge("i", "ig", via=((4.0, 4.5),)),
+    Edge("g", "ig", via=((5.6, 4.5),)),
+    Edge("ig", "write", "write"),
+    Edge("write", "squash", via=((8.7, 6.2),)),
+    Edge("squash", "out"),
+    Edge("o", "out", via=((7.4, 3.9),)),
+    Edge("out", "h_next"),
+)
+
+GRU_NODES = (
+    Node("h_prev", "$h_{t-1}$", 0.6, 6.2, 1.0, 0.5, color="none"),
+    Node("keep", "×", 3.0, 6.2, 0.5, 0.5, circle=True),
+    Node("mix", "+", 6.6, 6.2, 0.5, 0.5, circle=True),
+    Node("h_next", "$h_t$", 10.2, 6.2, 0.8, 0.5, color="none"),
+    Node("r", "$r_t$\nσ", 1.8, 3.0, 1.1, 0.8, _GATE),
+    Node("z", "$z_t$\nσ", 4.8, 3.0, 1.1, 0.8, _GATE),
+    Node("one_minus", "$1 - z_t$", 3.0, 4.6, 1.2, 0.5, _GATE),
+    Node("reset", "×", 6.6, 1.9, 0.5, 0.5, circle=True),
+    Node("cand", "$\\tilde h_t$\ntanh", 8.2, 3.0, 1.2, 0.8, _CANDIDATE),
+    Node("take", "×", 8.2, 4.6, 0.5, 0.5, circle=True),
+    Node("inputs", "$[x_t;\\ h_{t-1}]$", 3.3, 0.8, 2.2, 0.55, color="none"),
+    Node("hidden", "$W_h^h h_{t-1} + b_h^h$", 6.6, 0.5, 2.6, 0.5, color="none"),
+    Node("x_part", "$W_x^h x_t + b_x^h$", 9.7, 1.9, 1.9, 0.5, color="none"),
+)
+
+GRU_EDGES = (
+    Edge("h_prev", "keep"),
+    Edge("keep", "mix"),
+    Edge("mix", "h_next"),
+    Edge("inputs", "r"), Edge("inputs", "z"),
+    Edge("z", "one_minus", via=((4.8, 4.0), (3.0, 4.0))),
+    Edge("one_minus", "keep", "keep"),
+    Edge("z", "take", via=((4.8, 3.8), (8.2, 3.8))),
+    Edge("r", "reset", "reset", via=((1.8, 1.9),)),
+    Edge("hidden", "reset"),
+    Edge("reset", "cand", via=((7.6, 1.9), (7.6, 3.0))),
+    Edge("x_part", "cand", via=((9.7, 3.0),)),
+    Edge("cand", "take"),
+    Edge("take", "mix", "take", via=((8.2, 6.2),)),
+)
+
+
+def draw_lstm_cell(figsize=(6.5, 4.2)) -> Figure:
+    """One step of the course's ``LSTMCell``: the four gates from [x_t; h_{t-1}], the cell state c
+    along the top (kept by f_t, written by i_t ⊙ g_t), and h_t = o_t ⊙ tanh(c_t) (module docstring
+    of ``seqcourse.models.gated``)."""
+    return draw(LSTM_NODES, LSTM_EDGES, figsize=figsize)
+
+
+def draw_gru_cell(figsize=(6.5, 4.2)) -> Figure:
+    """One step of the course's ``GRUCell`` (z_t = 1 takes the candidate): reset gate r_t on the
+    candidate's hidden part, update gate z_t mixing h_{t-1} and the candidate h̃_t along the top."""
+    return draw(GRU_NODES, GRU_EDGES, figsize=figsize)

@@ -38,11 +38,11 @@ PACKAGE = ROOT / "seqcourse"
 LAYERS: dict[str, tuple[str, ...]] = {
     "base": ("validation", "device", "timing"),
     "data": ("tasks", "text", "bpe"),
-    "ops": ("bptt", "clipping", "discretize", "scan", "analysis"),
+    "ops": ("bptt", "clipping", "discretize", "scan", "analysis", "hippo", "ssd"),
     "models": ("models",),
     "training": ("train",),
     "measure": ("gating", "normalization", "receptive_field", "comparison", "recall"),
-    "viz": ("plots", "widgets"),
+    "viz": ("plots", "widgets", "diagrams"),
     "tools": ("bench", "bench_models", "bench_scan", "notebook_setup", "experiments", "grading", "__main__", ""),
 }
 RANK = {layer: i for i, layer in enumerate(LAYERS)}
