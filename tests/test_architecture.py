@@ -23,7 +23,9 @@ problem fails too:
 - no module imports from a higher layer, at module level or inside a function;
 - no private name (``_x``) is imported from another module: make it public, or move it;
 - an import of the package's own modules inside a function body carries a comment saying why
-  (on its line or the line above).
+  (on its line or the line above);
+- a chapter notebook defines no function or class the package defines, and none another chapter
+  defines too (it belongs in the package then).
 """
 from __future__ import annotations
 
@@ -147,3 +149,54 @@ def test_the_checker_accepts_what_is_allowed():
     assert problems("def f():\n    # only the recording run needs it\n    from .device import get_device\n",
                     "comparison") == []
     assert problems("from . import tasks\nfrom .models.rnn import RNN\n", "comparison") == []
+
+
+# ---- the chapters ----------------------------------------------------------------------------------
+
+BOOK = ROOT / "book"
+
+
+def _top_level_names(source: str) -> set[str]:
+    tree = ast.parse(source)
+    return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+
+
+def chapter_definitions(path: Path) -> set[str]:
+    """The functions and classes a chapter notebook defines at the top level of its code cells
+    (IPython's magic lines read as ``pass``)."""
+    import nbformat  # only this test reads notebooks
+
+    names = set()
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "code":
+            code = "\n".join(line[:len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!"))
+                             else line for line in cell.source.splitlines())
+            names |= _top_level_names(code)
+    return names
+
+
+def notebook_problems(definitions: dict[str, set[str]], package_names: set[str]) -> list[str]:
+    """A chapter may define small helpers of its own, but none the package already has, and none that
+    another chapter also needs (then it belongs in the package)."""
+    found = []
+    for chapter, names in sorted(definitions.items()):
+        for name in sorted(names & package_names):
+            found.append(f"{chapter} defines {name}, which the package defines too: import it")
+        for other, their in sorted(definitions.items()):
+            if other > chapter:
+                for name in sorted(names & their):
+                    found.append(f"{chapter} and {other} both define {name}: move it into the package")
+    return found
+
+
+def test_chapters_define_nothing_the_package_or_another_chapter_has():
+    package_names = set().union(*(_top_level_names(p.read_text()) for p in PACKAGE.rglob("*.py")))
+    definitions = {p.name: chapter_definitions(p) for p in sorted(BOOK.glob("*.ipynb"))}
+    found = notebook_problems(definitions, package_names)
+    assert not found, "\n".join(found)
+
+
+def test_the_notebook_check_sees_both_kinds_of_problem():
+    found = notebook_problems({"01.ipynb": {"show", "train"}, "02.ipynb": {"show"}}, {"train"})
+    assert found == ["01.ipynb defines train, which the package defines too: import it",
+                     "01.ipynb and 02.ipynb both define show: move it into the package"]
