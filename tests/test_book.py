@@ -44,6 +44,7 @@ def test_toc_lists_the_whole_course_in_order():
         "book/05_attention", "book/06_state_space", "book/07_normalization", "book/08_comparison",
         "book/08b_recall",
         "book/exercises", "book/instructors", "book/glossary", "book/references",
+        "book/api_data", "book/api_models", "book/api_measure", "book/api_tools",
     ]
 
 
@@ -115,3 +116,23 @@ def test_book_builds_without_warnings(built_book):
     repo = CONFIG["repository"]["url"].removeprefix("https://github.com/")
     assert f"mybinder.org/v2/gh/{repo}/{CONFIG['repository']['branch']}?urlpath=lab" in intro
     assert f"colab.research.google.com/github/{repo}/blob/" in intro
+
+
+UNDOCUMENTED = ("seqcourse", "seqcourse.__main__")  # the root re-exports seqcourse.device; __main__ is the CLI
+"""Modules the reference pages leave out; also every seqcourse.experiments.chapterNN (tables of
+claims, shown by the chapters) and seqcourse.grading.questions.* (the graders' reference answers)."""
+
+
+def test_the_reference_pages_document_every_module_once():
+    """Each module of the package appears in exactly one ``{automodule}`` of book/api_*.md."""
+    documented = [m for page in sorted(BOOK.glob("api_*.md"))
+                  for m in re.findall(r"^```\{automodule\} (\S+)$", page.read_text(), re.M)]
+    assert len(documented) == len(set(documented)), "a module is documented twice"
+    modules = set()
+    for path in (ROOT / "seqcourse").rglob("*.py"):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        modules.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    wanted = {m for m in modules if m not in UNDOCUMENTED and not re.match(r"seqcourse\.(experiments\.chapter\d\d|"
+                                                                            r"grading\.questions)", m)}
+    assert set(documented) == wanted, (f"not documented: {sorted(wanted - set(documented))}; "
+                                       f"not a module: {sorted(set(documented) - wanted)}")
