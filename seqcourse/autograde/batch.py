@@ -174,7 +174,7 @@ def _variant(question: Question, seed: int) -> Question:
     return dataclasses.replace(question, cases=cases)
 
 
-def _question_plans(plan, variants: bool) -> list[QuestionPlan]:
+def plan_questions(plan, variants: bool) -> list[QuestionPlan]:
     seed = secrets.randbelow(2**30)
     plans = []
     for number, (cell, call) in enumerate(plan.checks):
@@ -534,7 +534,7 @@ def grade(
     launcher = Launcher(sandboxed=sandbox)
     not_dumpable()  # no process of this user (a submission run unsandboxed) can read the grader's memory
     plan = load_plan(Path(solution))
-    question_plans = _question_plans(plan, variants)
+    question_plans = plan_questions(plan, variants)
     private = tempfile.TemporaryDirectory(prefix="seqcourse-grade-", ignore_cleanup_errors=True)
     with private as workdir, launcher:
         grader = _Grader(plan, question_plans, launcher, limits, Path(workdir))

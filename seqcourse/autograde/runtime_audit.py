@@ -14,7 +14,8 @@ Two watchers, both installed by :mod:`seqcourse.autograde.worker` before any stu
   reads-course        a source file of the course's package opened other than by an import
   reads-process       a file under ``/proc`` opened (the grader's command line, its memory)
   course-import       an import of ``seqcourse`` beyond ``check`` (its models, the question
-                      registry with the reference implementations)
+                      registry with the reference implementations), by an ``import`` statement
+                      or through ``importlib`` (a finder first on ``sys.meta_path`` sees those)
   exec                ``exec``, ``eval`` or ``compile`` called by the student's code itself
   process             subprocesses, ``fork``, ``exec*``, ``kill``, ``os.system``
   socket              creating, connecting or binding a socket
@@ -23,7 +24,8 @@ Two watchers, both installed by :mod:`seqcourse.autograde.worker` before any stu
                       ``settrace``, another audit hook
   ==================  ==========================================================================
 
-  Reading the interpreter's own libraries is normal (imports, fonts, data files) and not kept.
+  At most :data:`MAX_PER_LINE` findings are kept per rule, cell and line. Reading the
+  interpreter's own libraries is normal (imports, fonts, data files) and not kept.
   ``exec``/``compile`` and introspection count only when the student's code calls them directly:
   a ``dataclass`` or ``namedtuple`` compiles code too, from its library's frame.
 - :class:`Watch`, a ``sys.setprofile`` hook around each call of the student's graded function,
@@ -50,6 +52,7 @@ INTROSPECTION_EVENTS = frozenset(
      "sys.settrace", "sys.addaudithook", "object.__getattr__", "function.__new__", "code.__new__"}
 )
 DIRECT_EVENTS = frozenset({"exec", "compile"}) | INTROSPECTION_EVENTS
+MAX_PER_LINE = 5
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
@@ -71,6 +74,7 @@ class RuntimeAudit:
 
     def install(self) -> None:
         sys.addaudithook(self._hook)
+        sys.meta_path.insert(0, _ImportWatch(self))
 
     def take(self) -> list[dict]:
         """The findings since the last call."""
@@ -78,10 +82,10 @@ class RuntimeAudit:
         self.taken.update(self.found)
         return new
 
-    def _student_frame(self, direct: bool):
-        """(label, line) of the innermost student-cell frame on the stack (``direct``: only when
-        it is the frame that raised the event), or None."""
-        frame = sys._getframe(2)
+    def _student_frame(self, direct: bool, depth: int):
+        """(label, line) of the innermost student-cell frame on the stack from ``depth`` levels up
+        (``direct``: only when it is that frame itself), or None."""
+        frame = sys._getframe(depth)
         while frame is not None:
             label = self.cells.get(frame.f_code.co_filename)
             if label is not None:
@@ -113,10 +117,16 @@ class RuntimeAudit:
             rule, detail = "introspection", event
         if rule is None:
             return
+        self.note(rule, detail, direct=event in DIRECT_EVENTS, depth=2)
+
+    def note(self, rule: str, detail: str, direct: bool, depth: int) -> None:
+        """Keep a finding if a student cell's frame is on the stack (``direct``: is the frame
+        ``depth`` levels above this call)."""
         self.busy = True
         try:
-            where = self._student_frame(event in DIRECT_EVENTS)
-            if where is not None:
+            where = self._student_frame(direct, depth + 1)
+            same_line = sum(1 for key in self.found if key[:3] == (rule, *where)) if where else 0
+            if where is not None and same_line < MAX_PER_LINE:
                 key = (rule, *where, detail)
                 self.found.setdefault(key, {"rule": rule, "cell": where[0], "line": where[1], "detail": detail[:300]})
         finally:
@@ -147,6 +157,20 @@ class RuntimeAudit:
         """Whether the import system opened the file (the frame below the hook is importlib's)."""
         frame = sys._getframe(3)
         return frame is not None and frame.f_code.co_filename.startswith("<frozen importlib")
+
+
+class _ImportWatch:
+    """A finder first on ``sys.meta_path`` that finds nothing: it tells the audit about every
+    ``seqcourse`` module the student's code tries to import (``importlib.import_module`` does not
+    raise the ``import`` audit event; this sees it)."""
+
+    def __init__(self, audit: RuntimeAudit):
+        self.audit = audit
+
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("seqcourse.") and name not in ALLOWED_COURSE_IMPORTS and not self.audit.busy:
+            self.audit.note("course-import", name, direct=False, depth=2)
+        return None
 
 
 class Watch:

@@ -1,6 +1,6 @@
 """Run a submission's cells in a sandbox and read back what it reports.
 
-Each attempt at a submission is one fresh process, ``python -I`` running
+Each attempt at a submission is one fresh process, ``python -I -B`` (isolated, writing no bytecode) running
 :mod:`seqcourse.autograde.worker`, started by a :class:`Launcher`:
 
 - **sandboxed** (the default; needs bubblewrap, Debian's ``bubblewrap`` package): in its own user,
@@ -17,6 +17,10 @@ Each attempt at a submission is one fresh process, ``python -I`` running
 
 Both get rlimits: address space (``Limits.memory_mb``), processes (``Limits.processes``), file size
 (``Limits.file_size_mb``), CPU seconds (``Limits.time_limit`` plus a margin) and no core files.
+The kernel does not apply ``RLIMIT_NPROC`` to processes of the host's root, and a sandbox that root
+starts is root's outside its user namespace; so when the grader runs as root it also puts each
+worker in a ``pids`` cgroup of its own (``pids.max = Limits.processes``), where the machine has
+one it can write (cgroup v1's ``pids`` hierarchy, or cgroup v2 with the ``pids`` controller).
 
 :func:`run_units` drives one submission:
 
@@ -176,6 +180,7 @@ class Launcher:
         self.sandboxed = sandboxed
         self.bwrap = check_sandbox() if sandboxed else None
         self.running: set[subprocess.Popen] = set()
+        self.cgroups: dict[int, Path] = {}
         self.closed = False
         self._lock = threading.Lock()
 
@@ -197,6 +202,9 @@ class Launcher:
         kill(process, self.sandboxed)
         with self._lock:
             self.running.discard(process)
+        group = self.cgroups.pop(process.pid, None)
+        if group is not None:
+            _remove_cgroup(group)
 
     def places(self, scratch: Path | None) -> tuple[str, str]:
         """(home, tmp) as the worker sees them: fixed paths inside the sandbox, ``scratch`` outside."""
@@ -225,7 +233,7 @@ class Launcher:
     def command(self, fds: tuple[int, int, int], disk_mb: int) -> list[str]:
         package = _package()
         root = SANDBOX_COURSE if self.sandboxed else str(package.parent)
-        python = [sys.executable, "-I", "-c", BOOT.format(root=root), *map(str, fds)]
+        python = [sys.executable, "-I", "-B", "-c", BOOT.format(root=root), *map(str, fds)]
         if not self.sandboxed:
             return python
         return [self.bwrap, *self._bwrap_args(package, disk_mb), "--", *python]
@@ -267,6 +275,7 @@ class Launcher:
         home, tmp = self.places(cwd)
         env = self.env(home, tmp) if not self.sandboxed else {"PATH": os.defpath}
         rlimits = _rlimits(limits)
+        group = _pids_cgroup(limits.processes) if os.geteuid() == 0 else None
         with self._lock:
             if self.closed:
                 raise LauncherClosed("grading is stopping")
@@ -279,9 +288,11 @@ class Launcher:
                 env=env,
                 cwd=cwd if not self.sandboxed else "/",
                 start_new_session=True,
-                preexec_fn=lambda: _apply(rlimits),
+                preexec_fn=lambda: _apply(rlimits, group),
             )
             self.running.add(process)
+            if group is not None:
+                self.cgroups[process.pid] = group
         return process
 
 
@@ -293,9 +304,43 @@ def _rlimits(limits: Limits) -> list[tuple[int, int]]:
             (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, limits.processes)]
 
 
-def _apply(rlimits: list[tuple[int, int]]) -> None:
-    """In the child before exec: the rlimits (RLIMIT_NPROC only where it can hold: in a user
-    namespace, or for an unprivileged user)."""
+CGROUP_PIDS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
+
+
+def _pids_cgroup(processes: int) -> Path | None:
+    """A new cgroup with ``pids.max = processes``, or None where none can be made here."""
+    for base in CGROUP_PIDS:
+        if not (base / "cgroup.procs").exists():
+            continue
+        if base == Path("/sys/fs/cgroup") and "pids" not in (base / "cgroup.subtree_control").read_text(errors="replace").split():
+            continue
+        group = base / f"seqcourse-{secrets.token_hex(6)}"
+        try:
+            group.mkdir()
+            (group / "pids.max").write_text(str(processes))
+            return group
+        except OSError:
+            _remove_cgroup(group)
+    return None
+
+
+def _remove_cgroup(group: Path) -> None:
+    """Remove an emptied cgroup (its processes may take a moment to be reaped)."""
+    for _ in range(50):
+        try:
+            group.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
+def _apply(rlimits: list[tuple[int, int]], group: Path | None) -> None:
+    """In the child before exec: join the cgroup ``group`` (when not None), then the rlimits."""
+    if group is not None:
+        with open(group / "cgroup.procs", "w") as stream:
+            stream.write(str(os.getpid()))
     for which, value in rlimits:
         soft, hard = resource.getrlimit(which)
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
