@@ -251,6 +251,9 @@ class Launcher:
             elif os.path.isdir(path):
                 args += ["--ro-bind", path, path]
                 mounted.append(path)
+        # the private folders first, so that a virtual environment under /tmp is bound over them
+        args += ["--size", str(disk_mb * 2**20), "--tmpfs", "/tmp"]
+        args += ["--size", str(disk_mb * 2**20), "--tmpfs", SANDBOX_HOME]
         python_dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(sys.executable).resolve().parent.parent)}
         for path in sorted(python_dirs):
             if not any(path == m or path.startswith(m + "/") for m in mounted):
@@ -258,8 +261,6 @@ class Launcher:
                 mounted.append(path)
         args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
         args += ["--proc", "/proc", "--dev", "/dev"]
-        args += ["--size", str(disk_mb * 2**20), "--tmpfs", "/tmp"]
-        args += ["--size", str(disk_mb * 2**20), "--tmpfs", SANDBOX_HOME]
         course = f"{SANDBOX_COURSE}/seqcourse"
         args += ["--ro-bind", str(package), course]
         # The question registry's chapters hold the reference implementations: not in the sandbox.
