@@ -641,6 +641,8 @@ def test_raw_outputs_are_float64_bytes_and_anything_else_is_refused():
     good = outcome_from_wire({"values": {"h_t": encoded(np.arange(6.0).reshape(2, 3))}}, ("h_t",))
     np.testing.assert_array_equal(good.values["h_t"], np.arange(6.0).reshape(2, 3))
     assert good.values["h_t"].dtype == np.float64 and good.values["h_t"].flags.writeable
+    scalar = outcome_from_wire(outcome_to_wire(StudentOutcome(values={"e": np.array(2.5)})), ("e",))
+    assert scalar.values["e"].shape == () and scalar.values["e"] == 2.5  # a 0-d output stays 0-d (chapters 2 and 4)
     assert outcome_from_wire({"not_implemented": True}, ("h_t",)).not_implemented
     assert outcome_from_wire({"error": "raised ValueError"}, ("h_t",)).error == "raised ValueError"
     pickled = base64.b64encode(pickle.dumps(np.zeros(2))).decode()

@@ -111,8 +111,8 @@ def _as_array(value) -> np.ndarray | str:
 
 def encode_array(array) -> dict:
     """``{"shape": [...], "data": base64 of the little-endian float64 bytes}``."""
-    array = np.ascontiguousarray(array, dtype="<f8")
-    return {"shape": list(array.shape), "data": base64.b64encode(array.tobytes()).decode()}
+    array = np.asarray(array, dtype="<f8")  # not ascontiguousarray, which makes a 0-d array 1-d
+    return {"shape": list(array.shape), "data": base64.b64encode(array.tobytes(order="C")).decode()}
 
 
 def decode_array(encoded) -> np.ndarray | None:
