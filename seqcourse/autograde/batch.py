@@ -1,7 +1,7 @@
 """Grade a class's notebooks headlessly, in a way a submission cannot talk its way through.
 
     python -m seqcourse grade SOLUTION_NOTEBOOK SUBMISSIONS... [--out grades.csv] [--json grades.json]
-        [--jobs N] [--cell-timeout S] [--time-limit S] [--memory-mb MB] [--no-variants] [--quiet]
+        [--jobs N] [--cell-timeout S] [--time-limit S] [--memory-mb MB] [--no-variants] [--no-sandbox] [--quiet]
 
 SUBMISSIONS are notebooks or folders (searched recursively for ``*.ipynb``). For each submission:
 
@@ -10,34 +10,36 @@ SUBMISSIONS are notebooks or folders (searched recursively for ``*.ipynb``). For
    included) always come from the instructor's copy; edited or deleted locked cells are flagged.
 2. **Audit** (:mod:`~seqcourse.autograde.audit`): the student's code is read, not run, for the means
    to interfere (monkeypatching, input transformers, ``exec``, introspection, ...).
-3. **Run** (:mod:`~seqcourse.autograde.sandbox`): in its own process and process group, in an empty
-   temporary directory, under a per-cell timeout, a total time limit and a memory cap. After each
-   test cell the sandbox calls the student's function itself on inputs the grader computed (the
-   question's cases, and a fresh random draw of each case that the student cannot have seen) and
-   sends back the raw outputs as float64 bytes over a pipe, stamped with a per-run nonce.
+3. **Run** (:mod:`~seqcourse.autograde.sandbox`): a fresh worker in a bubblewrap sandbox of its own
+   (read-only system and package, no question registry, private /tmp and home, own PID namespace,
+   no network, uid 65534, rlimits), under a per-cell timeout, a total time limit and a memory cap,
+   with the runtime audit (:mod:`~seqcourse.autograde.runtime_audit`) watching. ``check()``
+   records the function's outputs there; after each test cell the worker also calls the
+   student's function itself on inputs the grader computed (the question's cases, and a fresh
+   random draw of each case that the student cannot have seen), watched for what the question
+   forbids, and sends back the raw outputs (:mod:`seqcourse.grading.wire`) over a pipe, stamped
+   with a per-run nonce.
 4. **Judge**, outside the student's process: the raw outputs are compared with the outputs the
    solution notebook produced through the same pipeline. A question scores only if the test cell
-   ran without error, the report ``check()`` printed inside the kernel agrees case by case with
-   this comparison, the fresh draws pass wherever the cases pass, and nothing timed out or ran out
-   of memory. The solution notebook is graded first and must earn full marks with no flags, or
-   grading stops (exit status 1): that run is also a test of the pipeline.
+   ran without error, what ``check()`` recorded agrees case by case with the grader's own call,
+   the fresh draws pass wherever the cases pass, the function used nothing the question forbids,
+   and nothing timed out or ran out of memory. The solution notebook is graded first and must
+   earn full marks with no flags, or grading stops (exit status 1): that run is also a test of
+   the pipeline.
 
 Writes a CSV (``submission``, one column per question, ``total``, ``max_total``, ``flags``) and a
-JSON file with the same plus the details of every case, the audit's findings and the student's
-answers to questions graded by hand. Flags are space-separated tokens, listed in
+JSON file with the same plus the details of every case, the static and runtime audits' findings
+and the student's answers to questions graded by hand. Flags are space-separated tokens, listed in
 :data:`FLAG_HELP`.
 """
 from __future__ import annotations
 
 import argparse
-import base64
 import csv
 import dataclasses
 import io
 import json
-import math
 import os
-import re
 import secrets
 import signal
 import sys
