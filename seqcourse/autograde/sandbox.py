@@ -20,7 +20,9 @@ Both get rlimits: address space (``Limits.memory_mb``), processes (``Limits.proc
 The kernel does not apply ``RLIMIT_NPROC`` to processes of the host's root, and a sandbox that root
 starts is root's outside its user namespace; so when the grader runs as root it also puts each
 worker in a ``pids`` cgroup of its own (``pids.max = Limits.processes``), where the machine has
-one it can write (cgroup v1's ``pids`` hierarchy, or cgroup v2 with the ``pids`` controller).
+one it can write (cgroup v1's ``pids`` hierarchy, or cgroup v2 with the ``pids`` controller);
+whatever is left in that cgroup when the worker ends is killed, so even unsandboxed, a child that
+left the worker's session does not outlive it.
 
 :func:`run_units` drives one submission:
 
@@ -189,7 +191,7 @@ class Launcher:
             self.closed = True
             running = list(self.running)
         for process in running:
-            kill(process, self.sandboxed)
+            self.finished(process)
 
     def __enter__(self) -> Launcher:
         return self
@@ -326,8 +328,13 @@ def _pids_cgroup(processes: int) -> Path | None:
 
 
 def _remove_cgroup(group: Path) -> None:
-    """Remove an emptied cgroup (its processes may take a moment to be reaped)."""
+    """Kill whatever is still in the cgroup (unsandboxed, the detached children of a worker that
+    left their session), then remove it (its processes may take a moment to be reaped)."""
     for _ in range(50):
+        with contextlib.suppress(OSError, ValueError):
+            for pid in (group / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(pid), signal.SIGKILL)
         try:
             group.rmdir()
             return
