@@ -733,7 +733,9 @@ def test_a_submission_runs_alone_in_a_sandbox_that_shows_none_of_the_machine(lau
     lines = record.results["c0"]["stdout"].splitlines()
     assert lines[0] == "65534 65534 /home/student /home/student /tmp []"
     assert lines[1] == "False True 1"
-    assert lines[2] == str([1500 * 2**20, 50, 8 * 2**20])
+    memory, processes, file_size = eval(lines[2])
+    assert (memory, file_size) == (1500 * 2**20, 8 * 2**20)
+    assert processes == 50 if os.geteuid() == 0 else 50 <= processes < 2**20  # plus the user's own processes
     assert lines[3] == "[] False ['seqcourse'] []"  # no solution notebook anywhere, no grader folder, no question registry
     assert lines[4] == "[1, 2]"  # bubblewrap's init and the worker: no other process of the machine
     assert lines[5:9] == ["OSError /course/seqcourse/x", "OSError /usr/x", "wrote /home/student/x", "wrote /tmp/x"]

@@ -303,8 +303,20 @@ def _rlimits(limits: Limits) -> list[tuple[int, int]]:
     cpu = int(limits.time_limit) + 10
     size = limits.file_size_mb * 2**20
     memory = limits.memory_mb * 2**20
+    # RLIMIT_NPROC counts every process of the user: leave room for the ones the grader's user has
+    processes = limits.processes + (_user_processes() if os.geteuid() != 0 else 0)
     return [(resource.RLIMIT_AS, memory), (resource.RLIMIT_FSIZE, size), (resource.RLIMIT_CPU, cpu),
-            (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, limits.processes)]
+            (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, processes)]
+
+
+def _user_processes() -> int:
+    """How many processes (threads included, as RLIMIT_NPROC counts them) this user runs now."""
+    uid, count = os.getuid(), 0
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and proc.stat().st_uid == uid:
+                count += len(os.listdir(proc / "task"))
+    return count
 
 
 CGROUP_PIDS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
