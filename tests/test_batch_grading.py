@@ -733,7 +733,7 @@ def test_a_submission_runs_alone_in_a_sandbox_that_shows_none_of_the_machine(lau
     lines = record.results["c0"]["stdout"].splitlines()
     assert lines[0] == "65534 65534 /home/student /home/student /tmp []"
     assert lines[1] == "False True 1"
-    memory, processes, file_size = eval(lines[2])
+    memory, processes, file_size = json.loads(lines[2])
     assert (memory, file_size) == (1500 * 2**20, 8 * 2**20)
     assert processes == 50 if os.geteuid() == 0 else 50 <= processes < 2**20  # plus the user's own processes
     assert lines[3] == "[] False ['seqcourse'] []"  # no solution notebook anywhere, no grader folder, no question registry
