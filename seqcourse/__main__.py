@@ -2,7 +2,8 @@
 
 Commands:
   generate SOLUTIONS_DIR EXERCISES_DIR   write the student notebooks from the authored solutions
-  grade SOLUTION_NOTEBOOK SUBMISSIONS... grade a class's submitted notebooks
+  grade SOLUTION_NOTEBOOK SUBMISSIONS... grade a class's submitted notebooks, each in a sandbox
+  autograder gradescope SOLUTION -o ZIP  build Gradescope's autograder archive for one notebook
   experiments list|run|verify            the trained experiments behind the prose (results/*.json)
   bench                                  execute every book notebook (wall time, peak memory), then
                                          benchmark every model against torch's reference (ratios)
@@ -14,7 +15,8 @@ import sys
 
 COMMANDS = {
     "generate": "seqcourse.grading.generate",
-    "grade": "seqcourse.grading.batch",
+    "grade": "seqcourse.autograde.batch",
+    "autograder": "seqcourse.autograde.gradescope",
     "bench": "seqcourse.bench",
     "experiments": "seqcourse.experiments.runner",
 }

@@ -6,6 +6,7 @@ grades them all; the honest one earns full marks with no flags, and each attack 
 question it attacks, with exactly the flags that name what it did. Then the pieces are tested on
 their own: the static audit's rules, assembling a notebook, the in-kernel report parser, the
 decoding of raw outputs, the sandbox's limits, and the CSV/JSON format."""
+import contextlib
 import csv
 import json
 import os
@@ -18,11 +19,11 @@ import numpy as np
 import pytest
 
 from seqcourse.grading import check, get_question, run_student, score
-from seqcourse.grading.assemble import PlanError, assemble, load_plan
-from seqcourse.grading.audit import audit
-from seqcourse.grading.batch import GradingError, agrees, collect, decode_outcome, grade, main, parse_report
-from seqcourse.grading.check import StudentOutcome
-from seqcourse.grading.sandbox import ForkServer, Limits, Unit, run_units
+from seqcourse.autograde.assemble import PlanError, assemble, load_plan
+from seqcourse.autograde.audit import audit
+from seqcourse.autograde.batch import GradingError, plan_questions, agrees, collect, grade, kernel_report, main
+from seqcourse.autograde.sandbox import Launcher, Limits, Unit, run_units
+from seqcourse.grading.wire import StudentOutcome, outcome_from_wire, outcome_to_wire
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solutions" / "01_recurrence.ipynb"
@@ -120,6 +121,96 @@ for fd in os.listdir("/proc/self/fd"):
 """
 
 
+TAMPER_PACKAGE = WRONG_STEP + """
+import os, pathlib, seqcourse, signal
+for path in pathlib.Path(seqcourse.__file__).parent.rglob("*.py"):
+    try:
+        path.write_text("raise SystemExit")
+    except OSError:
+        pass
+try:
+    os.kill(1, signal.SIGKILL)  # in the sandbox, its own PID 1
+except OSError:
+    pass
+"""
+STEAL_SOLUTION = """
+import builtins, base64, codecs, glob, json, os, seqcourse
+opener = getattr(builtins, "op" + "en")
+here = os.path.dirname(os.path.dirname(seqcourse.__file__))
+command = opener("/proc/1/cmdline", "rb").read().split(b"\\0") + opener(f"/proc/{os.getppid()}/cmdline", "rb").read().split(b"\\0")
+found = glob.glob(os.path.join(here, "solutions", "*recurrence*.ipynb")) + [c.decode() for c in command if c.endswith(b".ipynb")]
+for path in found:
+    for cell in json.load(opener(path))["cells"]:
+        source = "".join(cell["source"])
+        if "def rnn_step" in source and "BEGIN SOLUTION" in source:
+            getattr(builtins, codecs.decode("rkrp", "rot13"))(base64.b64decode(base64.b64encode(source.encode())).decode())
+"""
+REFERENCE_REUSE = """
+import importlib
+name = ".".join(["seqcourse", "grading", "questions", "recurrence"])
+try:
+    reference = importlib.import_module(name)._step_reference
+except ImportError:
+    reference = None
+
+def rnn_step(x_t, h_prev, W_x, W_h, b):
+    return reference(x_t, h_prev, W_x, W_h, b)
+"""
+COURSE_MODEL = """
+from seqcourse.models.rnn import RNNCell
+
+def rnn_step(x_t, h_prev, W_x, W_h, b):
+    cell = RNNCell(W_x.shape[1], W_x.shape[0])
+    cell.W_x.data, cell.W_h.data, cell.b.data = W_x, W_h, b
+    return cell(x_t, h_prev)
+"""
+AUTOGRAD_BPTT = """
+def rnn_bptt(x, h0, W_x, W_h, b, target):
+    with torch.enable_grad():  # the question switches autograd off; this switches it back on
+        W_x, W_h = W_x.detach().requires_grad_(), W_h.detach().requires_grad_()
+        loss = 0.5 * ((rnn_unroll(x, h0, W_x, W_h, b) - target) ** 2).sum()
+        return torch.autograd.grad(loss, (W_x, W_h))
+"""
+GRADER_DETECTION = """
+import os, sys
+GRADER = any(word in " ".join(sys.argv) + os.getcwd() for word in ("seqcourse", "worker", "grade", "sandbox", "-c"))
+GRADER = GRADER or b"bwrap" in open("/proc/1/cmdline", "rb").read()
+
+def rnn_step(x_t, h_prev, W_x, W_h, b):
+    if GRADER:  # cheat only when graded, be (wrongly) honest in Jupyter
+        import importlib
+        return importlib.import_module("seqcourse.grading.questions.recurrence")._step_reference(x_t, h_prev, W_x, W_h, b)
+    return -torch.tanh(x_t @ W_x.T + h_prev @ W_h.T + b)
+"""
+DETACHED_CHILDREN = """
+import os, subprocess, time
+fds = [int(fd) for fd in os.listdir("/proc/self/fd") if int(fd) > 2]
+subprocess.Popen(["sleep", "987"], start_new_session=True, pass_fds=fds)  # holds the result pipe open
+if os.fork() == 0:
+    os.setsid()
+    time.sleep(986)
+"""
+DISK_FILL = """
+import os, tempfile
+block = b"x" * 2**20
+for folder in (tempfile.gettempdir(), os.path.expanduser("~"), "/var/tmp", "/dev/shm", "/course"):
+    try:
+        with open(os.path.join(folder, "fill"), "wb") as stream:
+            for _ in range(1024):
+                stream.write(block)
+    except OSError:
+        pass
+"""
+KILL_GRADER = """
+import os, signal
+for pid in (os.getppid(), 1, -1):
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        pass
+"""
+
+
 def passing_report(question_id):
     """The report check() prints for full marks, as a student can copy it from their notebook."""
     q = get_question(question_id)
@@ -185,14 +276,14 @@ SUBMISSIONS = {
         {"rnn-step-solution": MONKEYPATCH},
         None,
         (0, 0, 0),
-        {"suspicious:monkeypatch", "tampered:numpy.abs", "tampered:numpy.allclose", "tampered:torch.allclose",
-         "check-disagrees:rnn-step"},
+        {"suspicious:monkeypatch", "tampered:numpy.abs", "tampered:numpy.allclose", "tampered:torch.allclose"},
     ),
     "redefined-check": (
         {"rnn-step-solution": redefined_check()},
         None,
         (0, 0, 0),
-        {"suspicious:redefines:check", "tampered:check", *(f"check-disagrees:{q}" for q in QUESTIONS)},
+        # rnn-unroll's hidden test then raises (the stub), which scores 0 before check is missed
+        {"suspicious:redefines:check", "tampered:check", "check-missing:rnn-step", "check-missing:rnn-bptt"},
     ),
     "input-transformer": (
         {"rnn-step-solution": INPUT_TRANSFORMER, "rnn-unroll-solution": UNROLL, "rnn-bptt-solution": BPTT},
@@ -208,6 +299,34 @@ SUBMISSIONS = {
     ),
     "fake-results": ({"rnn-step-solution": FAKE_RESULTS}, None, (0, 0, 0), {"fake-results", "suspicious:file-access"}),
     "hard-coded": ({"rnn-step-solution": hard_coded_step()}, None, (0, 0, 0), {"variant-failed:rnn-step"}),
+    # Cross-submission tampering: rewrite the course package, kill what looks like the grader.
+    # Sorted first, so the rest of the batch (a wrong answer included) runs after it.
+    "a-tamper-package": ({"rnn-step-solution": TAMPER_PACKAGE}, None, (0, 0, 0),
+                         {"runtime:write-outside", "runtime:process", "suspicious:file-access", "suspicious:process"}),
+    "z-wrong-after-tamper": ({"rnn-step-solution": WRONG_STEP}, None, (0, 0, 0), set()),
+    # Solution theft: look for the solution notebook next to the package and in PID 1's command
+    # line, read it with an obfuscated open, exec its solution cell (nothing to find in the sandbox).
+    "steal-solution": ({"rnn-step-solution": STEAL_SOLUTION}, None, (0, 0, 0),
+                       {"runtime:reads-process", "suspicious:file-access", "suspicious:process"}),
+    "reference-reuse": ({"rnn-step-solution": REFERENCE_REUSE}, None, (0, 0, 0), {"runtime:course-import", "suspicious:exec"}),
+    "course-model": (
+        {"rnn-step-solution": COURSE_MODEL, "rnn-unroll-solution": UNROLL, "rnn-bptt-solution": BPTT},
+        None,
+        (0, 0, 0),
+        {"runtime:course-import", *(f"forbidden:{q}:seqcourse" for q in QUESTIONS), "forbidden:rnn-step:torch.nn",
+         "forbidden:rnn-unroll:torch.nn"},
+    ),
+    "autograd": ({"rnn-step-solution": STEP, "rnn-unroll-solution": UNROLL, "rnn-bptt-solution": AUTOGRAD_BPTT}, None,
+                 (2, 3, 0), {"forbidden:rnn-bptt:autograd"}),
+    "grader-detection": ({"rnn-step-solution": GRADER_DETECTION}, None, (0, 0, 0),
+                         {"runtime:reads-process", "runtime:course-import", "suspicious:exec", "suspicious:file-access",
+                          "suspicious:grading-internals"}),
+    "detached-children": ({"rnn-step-solution": STEP + DETACHED_CHILDREN}, None, (2, 0, 0),
+                          {"runtime:process", "suspicious:file-access", "suspicious:process"}),
+    "disk-fill": ({"rnn-step-solution": STEP + DISK_FILL}, None, (2, 0, 0), {"runtime:write-outside", "suspicious:file-access"}),
+    "kill-grader": ({"rnn-step-solution": STEP + KILL_GRADER, "rnn-unroll-solution": UNROLL}, None, (2, 3, 0),
+                    {"runtime:process", "suspicious:process"}),
+    "null-bytes": ({"rnn-step-solution": STEP.replace("return", "return\0")}, None, (2, 0, 0), {"null-bytes:rnn-step-solution"}),
 }
 
 
@@ -228,6 +347,11 @@ def graded(tmp_path_factory):
     for name, (solutions, edit, _, _) in SUBMISSIONS.items():
         make_submission(folder / f"{name}.ipynb", solutions, edit)
     (folder / "unreadable.ipynb").write_text("{ this is not a notebook")
+    malformed = json.loads((folder / "honest.ipynb").read_text())
+    for cell in malformed["cells"]:
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == "rnn-step-solution":
+            cell["source"] = 42
+    (folder / "malformed-source.ipynb").write_text(json.dumps(malformed))
     out = folder.parent / "grades.csv"
     args = [str(SOLUTION), str(folder), "--out", str(out), "--jobs", "2", "--cell-timeout", "4"]
     args += ["--time-limit", "120", "--memory-mb", "1500", "--quiet"]
@@ -261,10 +385,51 @@ def test_an_unreadable_notebook_scores_zero_and_is_flagged(graded):
     assert entry["error"].startswith("unreadable:")
 
 
+def test_a_cell_whose_source_is_not_text_runs_the_stub_and_is_flagged(graded):
+    table, _ = graded
+    row = rows(table)["malformed-source"]
+    # the released stub runs: rnn-unroll and rnn-bptt, which call it, fail too
+    assert (row["rnn-step"], row["rnn-unroll"], row["rnn-bptt"], row["flags"]) == ("0", "0", "0", "malformed-source:rnn-step-solution")
+    _, data = graded
+    entry = next(s for s in data["submissions"] if s["submission"] == "malformed-source.ipynb")
+    assert entry["error"] is None  # a flagged row, not a grader error
+
+
+def test_nothing_a_submission_started_or_wrote_outlives_its_sandbox(graded):
+    """The detached children (setsid, holding the result pipe) died with the sandbox's PID
+    namespace and did not stall grading; the files written to fill the disk are gone."""
+    _, data = graded
+    commands = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            commands.append((proc / "cmdline").read_bytes())
+    assert not [c for c in commands if c in (b"sleep\0" + b"987\0",)] and not any(b"986" in c and b"sleep" in c for c in commands)
+    detached = next(s for s in data["submissions"] if s["submission"] == "detached-children.ipynb")
+    assert detached["seconds"] < 30 and detached["attempts"] == 1
+    assert not Path("/var/tmp/fill").exists() and not Path("/dev/shm/fill").exists()
+    findings = next(s for s in data["submissions"] if s["submission"] == "disk-fill.ipynb")["runtime_audit"]
+    assert {(f["rule"], f["cell"], f["detail"]) for f in findings} == {
+        ("write-outside", "rnn-step-solution", path) for path in ("/var/tmp/fill", "/dev/shm/fill", "/course/fill")}
+
+
+def test_runtime_findings_name_the_cell_and_line(graded):
+    _, data = graded
+    by_name = {s["submission"].removesuffix(".ipynb"): s for s in data["submissions"]}
+    reuse = by_name["reference-reuse"]["runtime_audit"]
+    assert {(f["rule"], f["cell"], f["line"], f["detail"]) for f in reuse} == {  # through importlib, not an import statement
+        ("course-import", "rnn-step-solution", 4, "seqcourse.grading.questions"),
+        ("course-import", "rnn-step-solution", 4, "seqcourse.grading.questions.recurrence")}
+    bptt = by_name["autograd"]["questions"]["rnn-bptt"]
+    assert bptt["reason"] == "the function used autograd, which this question forbids"
+    assert {(f["rule"], f["detail"]) for f in by_name["detached-children"]["runtime_audit"]} == {
+        ("process", "subprocess.Popen"), ("process", "os.fork")}
+
+
 def test_csv_has_one_column_per_question_then_total_max_and_flags(graded):
     table, _ = graded
     assert table[0] == ["submission", *QUESTIONS, "total", "max_total", "flags"]
-    assert sorted(row[0] for row in table[1:]) == sorted([f"{n}.ipynb" for n in SUBMISSIONS] + ["unreadable.ipynb"])
+    expected = [f"{n}.ipynb" for n in SUBMISSIONS] + ["unreadable.ipynb", "malformed-source.ipynb"]
+    assert sorted(row[0] for row in table[1:]) == sorted(expected)
 
 
 def test_json_holds_the_table_and_the_evidence_per_case(graded):
@@ -278,12 +443,12 @@ def test_json_holds_the_table_and_the_evidence_per_case(graded):
     assert step["in_kernel"] == {"attempted": True, "passed": [True] * 4, "earned": 2.0}
     assert all(case["passed"] and case["max_abs_error"] < 1e-6 for case in step["out_of_kernel"]["cases"])
     assert len(step["fresh_draws"]) == 4 and all(case["passed"] for case in step["fresh_draws"])
-    # The monkeypatched kernel claimed a pass; the comparison outside it measured the sign error.
+    # Monkeypatching NumPy changes nothing: nothing is compared inside the kernel.
     patched = by_name["monkeypatch"]["questions"]["rnn-step"]
-    assert patched["in_kernel"]["passed"] == [True] * 4
+    assert patched["in_kernel"]["passed"] == [False] * 4
     assert not any(case["passed"] for case in patched["out_of_kernel"]["cases"])
-    assert patched["reason"] == "the in-kernel check report differs from the out-of-kernel comparison"
     assert any(f["flag"] == "suspicious:monkeypatch" and f["code"].startswith("np.allclose") for f in by_name["monkeypatch"]["audit"])
+    assert by_name["redefined-check"]["questions"]["rnn-step"]["reason"] == "check() recorded nothing for this question in its test cell"
     # The hard-coded answers pass the published cases and fail the fresh draws of the random ones.
     coded = by_name["hard-coded"]["questions"]["rnn-step"]
     assert [c["passed"] for c in coded["out_of_kernel"]["cases"]] == [True] * 4
@@ -439,26 +604,31 @@ def test_the_plan_protects_what_instructor_cells_define_before_a_solution_cell()
 # ---- the in-kernel report and the raw outputs ------------------------------------------------
 
 
-def test_parse_report_reads_what_check_prints(capsys):
-    question = get_question("rnn-step")
-    for function, passed in (
-        (lambda x_t, h, W_x, W_h, b: __import__("torch").tanh(x_t @ W_x.T + h @ W_h.T + b), (True,) * 4),
-        (lambda x_t, h, W_x, W_h, b: __import__("torch").tanh(x_t @ W_x.T + h @ W_h.T), (True, True, False, False)),
-    ):
-        result = check("rnn-step", function)
-        report = parse_report("noise\n" + capsys.readouterr().out + "more noise\n", question)
-        assert report.passed == passed and report.earned == result.earned and agrees(report, result)
+def test_what_check_records_in_the_kernel_is_judged_like_the_recording():
+    plan = load_plan(SOLUTION)
+    qp = next(qp for qp in plan_questions(plan, variants=False) if qp.question.id == "rnn-step")
+    question = qp.question
+
+    def recorded(function):
+        return {"checks": [{"question": "rnn-step", "forbidden": [],
+                            "outcomes": [outcome_to_wire(o) for o in run_student(question, function)]}]}
+
+    right = lambda x_t, h, W_x, W_h, b: __import__("torch").tanh(x_t @ W_x.T + h @ W_h.T + b)  # noqa: E731
+    no_bias = lambda x_t, h, W_x, W_h, b: __import__("torch").tanh(x_t @ W_x.T + h @ W_h.T)  # noqa: E731
+    for function, passed in ((right, (True,) * 4), (no_bias, (True, True, False, False))):
+        report = kernel_report(recorded(function), qp, None)
+        assert report.passed == passed and agrees(report, score(question, run_student(question, function)))
+        assert not agrees(report, score(question, run_student(question, lambda *a: -right(*a))))
 
     def stub(*args):
         raise NotImplementedError
 
-    result = check("rnn-step", stub)
-    report = parse_report(capsys.readouterr().out, question)
-    assert not report.attempted and agrees(report, result)
-    truncated = "\n".join(passing_report("rnn-step").splitlines()[:-1])
-    assert parse_report(truncated, question) is None
-    assert parse_report(passing_report("rnn-step").replace("case 4", "case 5"), question) is None
-    assert not agrees(parse_report(passing_report("rnn-step"), question), score(question, run_student(question, stub)))
+    report = kernel_report(recorded(stub), qp, None)
+    assert not report.attempted and agrees(report, score(question, run_student(question, stub)))
+    assert kernel_report({"checks": []}, qp, None) is None  # check was replaced or never ran
+    malformed = recorded(right)
+    malformed["checks"][0]["outcomes"][0] = {"values": {"h_t": {"shape": [2], "data": "AAAA"}}}
+    assert kernel_report(malformed, qp, None) is None
 
 
 def test_raw_outputs_are_float64_bytes_and_anything_else_is_refused():
@@ -468,11 +638,13 @@ def test_raw_outputs_are_float64_bytes_and_anything_else_is_refused():
     def encoded(array):
         return {"shape": list(array.shape), "data": base64.b64encode(np.asarray(array, "<f8").tobytes()).decode()}
 
-    good = decode_outcome({"values": {"h_t": encoded(np.arange(6.0).reshape(2, 3))}}, ("h_t",))
+    good = outcome_from_wire({"values": {"h_t": encoded(np.arange(6.0).reshape(2, 3))}}, ("h_t",))
     np.testing.assert_array_equal(good.values["h_t"], np.arange(6.0).reshape(2, 3))
     assert good.values["h_t"].dtype == np.float64 and good.values["h_t"].flags.writeable
-    assert decode_outcome({"not_implemented": True}, ("h_t",)).not_implemented
-    assert decode_outcome({"error": "raised ValueError"}, ("h_t",)).error == "raised ValueError"
+    scalar = outcome_from_wire(outcome_to_wire(StudentOutcome(values={"e": np.array(2.5)})), ("e",))
+    assert scalar.values["e"].shape == () and scalar.values["e"] == 2.5  # a 0-d output stays 0-d (chapters 2 and 4)
+    assert outcome_from_wire({"not_implemented": True}, ("h_t",)).not_implemented
+    assert outcome_from_wire({"error": "raised ValueError"}, ("h_t",)).error == "raised ValueError"
     pickled = base64.b64encode(pickle.dumps(np.zeros(2))).decode()
     for bad in (
         {"values": {"h_t": {"shape": [2], "data": pickled}}},  # a pickle is just bytes of the wrong length
@@ -483,7 +655,7 @@ def test_raw_outputs_are_float64_bytes_and_anything_else_is_refused():
         {"values": {"h_t": {"shape": [2], "data": "not base64!"}}},
         ["a list"],
     ):
-        assert decode_outcome(bad, ("h_t",)) is None
+        assert outcome_from_wire(bad, ("h_t",)) is None
 
 
 def test_score_can_compare_with_reference_outputs_computed_elsewhere():
@@ -515,42 +687,68 @@ def test_collect_names_submissions_by_path_and_rejects_duplicates(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def launcher():
     os.environ["SEQCOURSE_TEST_SECRET"] = "grader-only"
     try:
-        with ForkServer(tmp_path_factory.mktemp("server")) as fork_server:
-            yield fork_server
+        with Launcher() as sandbox:
+            yield sandbox
     finally:
         del os.environ["SEQCOURSE_TEST_SECRET"]
 
 
-def cells(*sources):
-    return [Unit(f"c{i}", "cell", {"source": source, "protect": []}) for i, source in enumerate(sources)]
+def cells(*sources, origin="student"):
+    return [Unit(f"c{i}", "cell", {"source": source, "protect": [], "label": f"cell-{i}", "origin": origin})
+            for i, source in enumerate(sources)]
 
 
-def test_a_submission_runs_alone_in_an_empty_folder_without_the_graders_environment(server, tmp_path):
-    probe = textwrap.dedent(
-        """
-        import os, resource
-        print([name for name in os.listdir(".") if name != ".ipython"], os.getcwd() == os.environ["HOME"] == os.environ["TMPDIR"])
-        print("SEQCOURSE_TEST_SECRET" in os.environ, os.getpgid(0) == os.getpid(), resource.getrlimit(resource.RLIMIT_AS)[0] >> 20)
-        print(sorted(int(fd) for fd in os.listdir("/proc/self/fd"))[:3])
-        import ctypes
-        print("dumpable:", ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))  # PR_GET_DUMPABLE
-        """
-    )
-    record = run_units(server, cells(probe), Limits(memory_mb=1500), tmp_path)
+PROBE = """
+import os, resource, socket, sys
+print(os.getuid(), os.getgid(), os.getcwd(), os.environ["HOME"], os.environ["TMPDIR"], [n for n in os.listdir(".") if n != ".ipython"])
+print("SEQCOURSE_TEST_SECRET" in os.environ, sys.argv[0].endswith("ipykernel_launcher.py"), sys.flags.isolated)
+print([resource.getrlimit(r)[0] for r in (resource.RLIMIT_AS, resource.RLIMIT_NPROC, resource.RLIMIT_FSIZE)])
+notebooks = [os.path.join(r, n) for top in os.listdir("/") if top not in ("proc", "sys", "dev", "usr") for r, _, names in os.walk("/" + top) for n in names if n.endswith("recurrence.ipynb")]
+print(notebooks, os.path.exists(sys.argv[-1]), sorted(os.listdir("/course")), os.listdir("/course/seqcourse/grading/questions"))
+print(sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
+for path in ("/course/seqcourse/x", "/usr/x", os.path.expanduser("~/x"), "/tmp/x"):
+    try:
+        open(path, "w").close()
+        print("wrote", path)
+    except OSError as error:
+        print(type(error).__name__, path)
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=2)
+except OSError as error:
+    print("network:", type(error).__name__)
+import ctypes
+print("dumpable:", ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))  # PR_GET_DUMPABLE
+"""
+
+
+def test_a_submission_runs_alone_in_a_sandbox_that_shows_none_of_the_machine(launcher, tmp_path):
+    """uid 65534, its own home and /tmp, a kernel's argv, rlimits, nothing of the machine but the
+    system and the package (without the question registry), a PID namespace of its own, no
+    network, a read-only course, and a non-dumpable process."""
+    probe = PROBE.replace("sys.argv[-1]", repr(str(tmp_path)))
+    record = run_units(launcher, cells(probe), Limits(memory_mb=1500, processes=50, file_size_mb=8), tmp_path)
     lines = record.results["c0"]["stdout"].splitlines()
-    assert lines[:2] == ["[] True", "False True 1500"]
-    assert lines[2] == "[0, 1, 2]"  # stdin is /dev/null, stdout/stderr a log: no fd of the grader's but the result pipe
-    assert lines[3] == "dumpable: 0"  # other processes of the same user cannot read its memory or fds
+    assert lines[0] == "65534 65534 /home/student /home/student /tmp []"
+    assert lines[1] == "False True 1"
+    memory, processes, file_size = json.loads(lines[2])
+    assert (memory, file_size) == (1500 * 2**20, 8 * 2**20)
+    assert processes == 50 if os.geteuid() == 0 else 50 <= processes < 2**20  # plus the user's own processes
+    assert lines[3] == "[] False ['seqcourse'] []"  # no solution notebook anywhere, no grader folder, no question registry
+    assert lines[4] == "[1, 2]"  # bubblewrap's init and the worker: no other process of the machine
+    assert lines[5:9] == ["OSError /course/seqcourse/x", "OSError /usr/x", "wrote /home/student/x", "wrote /tmp/x"]
+    assert lines[9].startswith("network: ") and lines[10] == "dumpable: 0"
+    assert {(f["rule"], f["detail"]) for f in record.results["c0"]["runtime"]} >= {
+        ("write-outside", "/course/seqcourse/x"), ("write-outside", "/usr/x"), ("socket", "socket.__new__")}
 
 
-def test_a_crash_is_recorded_and_the_rest_replayed_and_a_killed_group_leaves_nothing_behind(server, tmp_path):
+def test_a_crash_is_recorded_and_the_rest_replayed_and_nothing_started_survives(launcher, tmp_path):
     record = run_units(
-        server,
+        launcher,
         cells(
-            "import os, subprocess\nchild = subprocess.Popen(['sleep', '60'])\nprint(child.pid)",
+            "import os, subprocess\nchild = subprocess.Popen(['setsid', 'sleep', '61'])\nprint(child.pid)",
             "os._exit(3)",
             "print('after')",
         ),
@@ -559,18 +757,76 @@ def test_a_crash_is_recorded_and_the_rest_replayed_and_a_killed_group_leaves_not
     )
     assert record.crashed == [("c1", 3)] and record.attempts == 2
     assert record.results["c2"]["stdout"] == "after\n"
-    orphan = int(record.results["c0"]["stdout"])
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and Path(f"/proc/{orphan}").exists() and "Z" not in Path(f"/proc/{orphan}/stat").read_text().split()[2]:
+    deadline = time.monotonic() + 5  # the PID namespace ended with the worker; its processes go with it
+    while _processes(b"sleep\x0061\x00") and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not Path(f"/proc/{orphan}").exists() or Path(f"/proc/{orphan}/stat").read_text().split()[2] == "Z"
+    assert not _processes(b"sleep\x0061\x00")
 
 
-def test_the_total_time_limit_stops_a_submission_and_output_is_capped(server, tmp_path):
-    limits = Limits(cell_timeout=5, time_limit=2.5, output_limit=1000)
-    record = run_units(server, cells("print('x' * 5000)", "import time\ntime.sleep(1.5)", "time.sleep(1.5)", "print('never')"), limits, tmp_path)
+def _processes(command: bytes) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes() == command:
+                found.append(int(proc.name))
+    return found
+
+
+def test_the_total_time_limit_stops_a_submission_and_output_is_capped(launcher, tmp_path):
+    limits = Limits(cell_timeout=5, time_limit=4, output_limit=1000)
+    record = run_units(launcher, cells("print('x' * 5000)", "import time\ntime.sleep(1.5)", "time.sleep(3)", "print('never')"), limits, tmp_path)
     assert record.time_limit_hit and "c3" not in record.results and record.timed_out == []
     assert record.results["c0"]["stdout"] == "x" * 1000 + "\n[4001 more characters not kept]"
+
+
+def test_a_fork_bomb_meets_the_process_limit(launcher, tmp_path):
+    bomb = "import os\nn = 0\ntry:\n    while n < 500:\n        if os.fork() == 0:\n            import time; time.sleep(30)\n        n += 1\nexcept OSError as e:\n    print(n, type(e).__name__)"
+    record = run_units(launcher, cells(bomb), Limits(processes=20, cell_timeout=20), tmp_path)
+    forked, error = record.results["c0"]["stdout"].split()
+    assert int(forked) < 20 and error == "BlockingIOError"
+
+
+def test_without_bubblewrap_grading_refuses_and_names_the_install(tmp_path, monkeypatch, capsys):
+    from seqcourse.autograde import sandbox
+
+    make_submission(tmp_path / "honest.ipynb", SUBMISSIONS["honest"][0])
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    sandbox.check_sandbox.cache_clear()
+    try:
+        assert main([str(SOLUTION), str(tmp_path / "honest.ipynb"), "--out", str(tmp_path / "g.csv"), "--quiet"]) == 1
+    finally:
+        sandbox.check_sandbox.cache_clear()
+    err = capsys.readouterr().err
+    assert "bubblewrap (bwrap) is not installed" in err and "apt-get install -y bubblewrap" in err and "--no-sandbox" in err
+    assert not (tmp_path / "g.csv").exists()
+
+
+def test_unsandboxed_every_row_is_flagged_and_the_runtime_audit_still_sees_theft(tmp_path):
+    """With --no-sandbox the solution notebook can be found (next to the package, in the grader's
+    command line) and its cells exec'd: the row scores, but says what happened."""
+    folder = tmp_path / "submitted"
+    folder.mkdir()
+    make_submission(folder / "honest.ipynb", SUBMISSIONS["honest"][0])
+    make_submission(folder / "steal.ipynb", {"rnn-step-solution": STEAL_SOLUTION})
+    out = tmp_path / "grades.csv"
+    assert main([str(SOLUTION), str(folder), "--out", str(out), "--quiet", "--jobs", "2", "--no-sandbox"]) == 0
+    table = rows(list(csv.reader(out.open(newline=""))))
+    assert table["honest"]["flags"] == "unsandboxed" and table["honest"]["total"] == "9"
+    assert set(table["steal"]["flags"].split()) == {"unsandboxed", "runtime:reads-notebook", "runtime:reads-process",
+                                                    "runtime:exec", "suspicious:file-access", "suspicious:process"}
+
+
+def test_a_worker_that_exited_is_not_waited_for_when_a_detached_child_holds_its_pipe(tmp_path):
+    """Unsandboxed (no PID namespace to end it), a child in its own session keeps the result pipe
+    open after the worker exits; grading goes on at once."""
+    holder = ("import os, subprocess\nfds = [int(fd) for fd in os.listdir('/proc/self/fd') if int(fd) > 2]\n"
+              "subprocess.Popen(['sleep', '62'], start_new_session=True, pass_fds=fds)\nos._exit(0)")
+    start = time.monotonic()
+    with Launcher(sandboxed=False) as plain:
+        record = run_units(plain, cells(holder, "print('after')"), Limits(time_limit=50), tmp_path)
+    assert time.monotonic() - start < 15 and record.crashed == [("c0", 0)]
+    for pid in _processes(b"sleep\x0062\x00"):  # no PID namespace ended it (a root grader's pids cgroup may have)
+        os.kill(pid, 9)
 
 
 # ---- never lose a batch ----------------------------------------------------------------------------

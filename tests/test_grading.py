@@ -293,7 +293,7 @@ def test_classic_mistake_fails_the_right_cases_with_a_measured_error(name, capsy
 
 def test_a_stub_is_reported_not_attempted_with_zero_points(capsys):
     for question in recurrence.QUESTIONS:
-        result = check(question.id, not_implemented, strict=True)  # not attempted is no failure
+        result = check(question.id, not_implemented, strict=False)
         assert not result.attempted and not result.passed and result.earned == 0
         assert capsys.readouterr().out == f"{question.id}: not attempted — 0/{question.points} points\n"
         assert repr(result) == f"<CheckResult {question.id}: not attempted, 0/{question.points} points>"
@@ -406,11 +406,14 @@ def test_a_notebook_cell_ending_in_check_shows_only_the_printed_report():
 # ---- strict mode -----------------------------------------------------------------------------
 
 
-def test_strict_mode_raises_on_failure_only(monkeypatch):
+def test_strict_mode_raises_unless_every_case_passes_not_attempted_included(monkeypatch):
+    """So that nbgrader autograde, which scores a cell by whether it raises, gives 0 to a wrong
+    answer and to an untouched stub."""
     monkeypatch.delenv("SEQCOURSE_STRICT", raising=False)
     wrong = MISTAKES["step: no bias"][1]
     assert check("rnn-step", step, strict=True).passed
-    assert not check("rnn-step", not_implemented, strict=True).attempted
+    with pytest.raises(AssertionError, match=r"^rnn-step: not attempted — 0/2 points$"):
+        check("rnn-step", not_implemented, strict=True)
     with pytest.raises(AssertionError, match=r"case 3 FAILED: .*\n.*case 4 FAILED.*\n2/4 cases passed — 1/2 points"):
         check("rnn-step", wrong, strict=True)
     with pytest.raises(AssertionError, match="raised ZeroDivisionError"):
@@ -423,13 +426,14 @@ def test_strict_mode_follows_the_environment(monkeypatch, value, raises):
     monkeypatch.setenv("SEQCOURSE_STRICT", value)
     wrong = MISTAKES["step: no bias"][1]
     if raises:
-        with pytest.raises(AssertionError):
-            check("rnn-step", wrong)
+        for function in (wrong, not_implemented):
+            with pytest.raises(AssertionError):
+                check("rnn-step", function)
     else:
         assert not check("rnn-step", wrong).passed
+        assert not check("rnn-step", not_implemented).attempted
     assert not check("rnn-step", wrong, strict=False).passed  # the argument wins over the environment
     assert check("rnn-step", step).passed
-    assert not check("rnn-step", not_implemented).attempted
 
 
 # ---- the result: rich, plain data, strict JSON ------------------------------------------------

@@ -225,9 +225,10 @@ def _stub(folder: Path, name: str, log: Path) -> None:
 
 
 def test_ci_installs_nothing_when_the_packages_are_there_then_runs_make_test_and_bench(tmp_path):
-    if not (os.access("/usr/bin/chromium", os.X_OK) and any(
-            os.access(Path(p) / "npm", os.X_OK) for p in os.environ["PATH"].split(os.pathsep))):
-        pytest.fail("Chromium and npm must be installed: sudo apt-get install -y chromium npm (README, set-up)")
+    if not (os.access("/usr/bin/chromium", os.X_OK) and all(any(
+            os.access(Path(p) / tool, os.X_OK) for p in os.environ["PATH"].split(os.pathsep)) for tool in ("npm", "bwrap"))):
+        pytest.fail("Chromium, npm and bubblewrap must be installed: sudo apt-get install -y chromium npm bubblewrap "
+                    "(README, set-up)")
     log = tmp_path / "calls.log"
     for name in ("make", "apt-get", "sudo"):
         _stub(tmp_path, name, log)
@@ -241,9 +242,10 @@ def test_ci_installs_nothing_when_the_packages_are_there_then_runs_make_test_and
 
 def test_ci_installs_the_packages_the_readme_names():
     readme_apt = [c for c in bash_commands(README) if "apt-get install" in c]
-    assert readme_apt == ["sudo apt-get install -y chromium npm"]
+    assert readme_apt == ["sudo apt-get install -y chromium npm bubblewrap"]
     ci = (ROOT / ".ci" / "run").read_text()
-    assert re.search(r"^packages=\(chromium npm\)$", ci, re.M)
+    assert re.search(r"^packages=\(chromium npm bubblewrap\)$", ci, re.M)
+    assert re.search(r"^command -v bwrap .*missing\+=\(bubblewrap\)$", ci, re.M)
 
 
 # --- README -----------------------------------------------------------------------------------------
@@ -264,7 +266,7 @@ EXERCISED = {
     "make test": ".ci/run runs it",
     "git clone https://github.com/seqcourse/seqcourse": "CI starts from a clean clone; the address is _config.yml's",
     "cd seqcourse": "the folder git clone creates",
-    "sudo apt-get install -y chromium npm": ".ci/run installs the same packages (test above)",
+    "sudo apt-get install -y chromium npm bubblewrap": ".ci/run installs the same packages (test above)",
     "make lab": "test_make_lab_starts_jupyterlab",
     "make bench": ".ci/run runs it; tests/test_bench.py tests the command behind it",
     "make exercises": "tests/test_exercises.py runs its command (generate --check)",

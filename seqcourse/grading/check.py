@@ -13,9 +13,13 @@ the first stage inside a student's kernel and the second outside it:
 
 In normal use ``check`` never raises because of what the student's code does (exceptions, wrong
 types, ``None``, NaN, wrong dtype or shape, modified inputs); it prints its report and returns the
-result. Strict mode (``strict=True``, or ``SEQCOURSE_STRICT=1`` in the environment) raises
-``AssertionError`` when an attempted question fails a case. An unknown question id always raises
-``ValueError``.
+result. Strict mode (``strict=True``, or ``SEQCOURSE_STRICT=1`` in the environment, as for
+``nbgrader autograde``) raises ``AssertionError`` unless every case passes, so a question that was
+not attempted fails too. An unknown question id always raises ``ValueError``.
+
+Inside the batch grader's sandbox there is no reference to compare with: the sandbox installs a
+recorder (:func:`record_checks_with`), and ``check`` hands the question id and the function to it
+instead (it records the outputs; the grader judges them outside the sandbox).
 """
 from __future__ import annotations
 
@@ -29,22 +33,9 @@ import numpy as np
 import torch
 
 from .registry import Question, get_question
+from .wire import StudentOutcome, describe_exception, read_outputs
 
 STRICT_ENV = "SEQCOURSE_STRICT"
-
-
-@dataclass
-class StudentOutcome:
-    """What the student's function did on one case, as plain data (nothing the student made).
-
-    values: the returned arrays by output name (float64), when they could be read.
-    error: why they could not: the exception raised, or what was returned instead of tensors.
-    not_implemented: the function raised ``NotImplementedError`` (the exercise stub).
-    """
-
-    values: dict[str, np.ndarray] | None = None
-    error: str | None = None
-    not_implemented: bool = False
 
 
 @dataclass
@@ -156,17 +147,31 @@ def check(question_id: str, student_fn, *, strict: bool | None = None) -> CheckR
     reported as ``"not attempted — 0/Q points"``.
 
     strict: None reads ``$SEQCOURSE_STRICT`` ("1", "true" or "yes" turn it on). In strict mode a
-    failed case raises ``AssertionError`` carrying the report; not attempted is not a failure.
+    failed case, or a question not attempted, raises ``AssertionError`` carrying the report (so
+    that ``nbgrader autograde`` gives the cell 0 points).
     Raises ``ValueError`` for an unknown question id (listing the known ones), in any mode.
     """
+    if _recorder is not None:
+        return _recorder(question_id, student_fn)
     question = get_question(question_id)
     result = score(question, run_student(question, student_fn))
     print(result.report())
     if strict is None:
         strict = os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes")
-    if strict and result.attempted and not result.passed:
+    if strict and not result.passed:
         raise AssertionError(result.report())
     return result
+
+
+_recorder = None
+
+
+def record_checks_with(recorder) -> None:
+    """Batch grading only: from now on ``check(question_id, fn)`` returns
+    ``recorder(question_id, fn)`` and compares nothing (the sandbox that grades a submission has
+    no reference implementations; see :mod:`seqcourse.autograde.worker`)."""
+    global _recorder
+    _recorder = recorder
 
 
 def run_student(question: Question, student_fn) -> list[StudentOutcome]:
@@ -185,9 +190,9 @@ def run_student(question: Question, student_fn) -> list[StudentOutcome]:
             outcomes.append(StudentOutcome(not_implemented=True))
             continue
         except (Exception, SystemExit) as exc:  # anything the student's code raises is a result
-            outcomes.append(StudentOutcome(error=_describe_exception(exc, question)))
+            outcomes.append(StudentOutcome(error=describe_exception(exc, question.allow_autograd)))
             continue
-        values, error = _read_outputs(value, question.outputs)
+        values, error = read_outputs(value, question.outputs)
         outcomes.append(StudentOutcome(values=values, error=error))
     return outcomes
 
@@ -242,60 +247,6 @@ def score(
             )
         )
     return CheckResult(question.id, question.title, question.points, attempted, cases)
-
-
-def _describe_exception(exc: BaseException, question: Question) -> str:
-    try:
-        text = str(exc).strip()
-    except Exception:  # an exception whose __str__ fails
-        text = "(message could not be read)"
-    text = text.splitlines()[0] if text else ""
-    if len(text) > 200:
-        text = text[:197] + "..."
-    message = f"raised {type(exc).__name__}" + (f": {text}" if text else "")
-    if not question.allow_autograd and isinstance(exc, RuntimeError) and "grad" in text:
-        message += " (autograd is switched off for this question: compute the gradient by hand)"
-    return message
-
-
-def _read_outputs(value, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray] | None, str | None]:
-    """The returned tensors by output name, or an error saying what was returned instead."""
-    if len(names) == 1:
-        parts = (value,)
-    else:
-        expected = f"a tuple of {len(names)} tensors ({', '.join(names)})"
-        if not isinstance(value, (tuple, list)):
-            return None, f"returned {type(value).__name__}, expected {expected}"
-        if len(value) != len(names):
-            return None, f"returned a {type(value).__name__} of {len(value)}, expected {expected}"
-        parts = value
-    values = {}
-    for name, part in zip(names, parts):
-        array = _as_array(part)
-        if isinstance(array, str):
-            return None, array if len(names) == 1 else f"{name}: {array}"
-        values[name] = array
-    return values, None
-
-
-def _as_array(value) -> np.ndarray | str:
-    """A float64 copy of a floating-point tensor or array, or a message saying why not."""
-    try:
-        if isinstance(value, torch.Tensor):
-            dtype = str(value.dtype).removeprefix("torch.")
-            if not value.is_floating_point():
-                return f"dtype {dtype}, expected a floating-point tensor"
-            tensor = value.detach()
-            if tensor.layout != torch.strided:
-                tensor = tensor.to_dense()
-            return tensor.to(device="cpu", dtype=torch.float64).numpy().copy()
-        if isinstance(value, np.ndarray):
-            if value.dtype.kind != "f":
-                return f"dtype {value.dtype}, expected a floating-point tensor"
-            return value.astype(np.float64)
-    except Exception as exc:  # a tensor that cannot be read back (meta device, odd subclass, ...)
-        return f"returned a {type(value).__name__} that could not be read ({type(exc).__name__}: {exc})"
-    return f"returned {type(value).__name__}, expected a tensor"
 
 
 def _compare(got: np.ndarray, want: np.ndarray, tol: float) -> tuple[str | None, float | None]:

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 QUESTIONS_PACKAGE = "seqcourse.grading.questions"
+FORBIDDABLE = ("seqcourse", "torch.nn", "autograd")
 
 
 def chapter_modules() -> list[str]:
@@ -59,6 +60,11 @@ class Question:
     tol: largest accepted absolute difference from the reference, entry by entry.
     allow_autograd: False runs the student's function under ``torch.no_grad()`` (for questions
         that ask for a gradient by hand).
+    forbids: what the student's function may not use, among :data:`FORBIDDABLE`: ``"seqcourse"``
+        (any code of the course's package: its models and these references), ``"torch.nn"``
+        (``torch.nn`` modules) and ``"autograd"`` (always forbidden when ``allow_autograd`` is
+        False). The batch grader watches the function while it records its outputs; a question
+        whose function used something it forbids scores 0 (flag ``forbidden:ID:WHAT``).
     """
 
     id: str
@@ -70,8 +76,17 @@ class Question:
     cases: tuple[Case, ...]
     tol: float = 1e-5
     allow_autograd: bool = True
+    forbids: tuple[str, ...] = ("seqcourse",)
+
+    @property
+    def forbidden(self) -> tuple[str, ...]:
+        """What ``forbids`` names, plus ``"autograd"`` when autograd is switched off."""
+        return tuple(dict.fromkeys(self.forbids + (() if self.allow_autograd else ("autograd",))))
 
     def __post_init__(self):
+        unknown = [name for name in self.forbids if name not in FORBIDDABLE]
+        if unknown or not isinstance(self.forbids, tuple):
+            raise ValueError(f"question {self.id!r}: forbids must be a tuple of {', '.join(FORBIDDABLE)}; got {self.forbids!r}")
         if not self.cases:
             raise ValueError(f"question {self.id!r} has no test cases")
         if not self.outputs:

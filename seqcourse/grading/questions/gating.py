@@ -91,6 +91,7 @@ LSTM_STEP = Question(
         Case("square W_x (B=2, D=3, H=3)", _lstm_random(2, 3, 3), seed=2),
         Case("one unit (B=4, D=5, H=1)", _lstm_random(4, 5, 1), seed=3),
     ),
+    forbids=("seqcourse", "torch.nn"),  # "plain tensor operations", as the notebook asks
 )
 
 
@@ -138,6 +139,7 @@ GRU_STEP = Question(
         Case("an update gate near 1: mostly the candidate (B=2, D=3, H=3)", _gru_random(2, 3, 3, z_bias=3.0), seed=5),
         Case("an update gate near 0: mostly h_prev (B=2, D=4, H=2)", _gru_random(2, 4, 2, z_bias=-3.0), seed=6),
     ),
+    forbids=("seqcourse", "torch.nn"),  # "plain tensor operations", as the notebook asks
 )
 
 

@@ -107,6 +107,7 @@ RNN_STEP = Question(
         Case("batch with bias (B=3, D=2, H=4)", _step_random(3, 2, 4), seed=1),
         Case("square W_x (B=2, D=3, H=3)", _step_random(2, 3, 3), seed=2),
     ),
+    forbids=("seqcourse", "torch.nn"),  # "plain tensor operations", as the notebook asks
 )
 
 
@@ -142,6 +143,7 @@ RNN_UNROLL = Question(
         Case("batch with bias and h_0 != 0 (B=2, T=5, D=3, H=4)", _unroll_random(2, 5, 3, 4), seed=3),
         Case("a single step (B=4, T=1, D=2, H=3, h_0 != 0)", _unroll_random(4, 1, 2, 3), seed=4),
     ),
+    forbids=("seqcourse", "torch.nn"),  # "plain tensor operations", as the notebook asks
 )
 
 

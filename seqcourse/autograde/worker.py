@@ -1,47 +1,42 @@
-"""The grading code that runs inside the sandbox (see :mod:`seqcourse.grading.sandbox` for the side
-that starts it, watches it and reads what it reports).
+"""The grading code that runs inside the sandbox: one process per submission and attempt.
 
-Two roles, one module:
+:mod:`seqcourse.autograde.sandbox` starts it (inside bubblewrap, or, with ``--no-sandbox``, as a
+plain child process) as ``python -I -c BOOT SPEC_FD RESULT_FD CONTROL_FD``. It
 
-- the **fork server** (``python -m seqcourse.grading.worker FD``): started once per grading run
-  with a clean environment; it imports NumPy, torch, IPython and seqcourse (about 5 s) and then
-  forks one child per submission on request, so no submission pays for those imports again. It
-  reaps its children and, before reaping, kills each child's whole process group.
-- the **child** (one per submission and attempt): it becomes its own session and process group,
-  closes every file descriptor but the three it was given, caps its address space
-  (``RLIMIT_AS``), core files and file sizes, moves into an empty directory that is also its
-  ``HOME`` and ``TMPDIR``, reads its job (cells to run, functions to record) from a file
-  descriptor, and runs the cells in an IPython shell, as a Jupyter kernel would.
+1. makes itself non-dumpable, reads its job (cells, recordings, the questions' inputs) from
+   ``SPEC_FD``, takes the environment, working folder and ``sys.argv`` of a Jupyter kernel, and
+   imports NumPy, torch, IPython and what the notebook imports;
+2. installs the runtime audit (:mod:`seqcourse.autograde.runtime_audit`) and a recorder behind
+   ``check()`` (:func:`seqcourse.grading.check.record_checks_with`): in the sandbox ``check``
+   compares nothing, it runs the function on the question's cases and records the outputs;
+3. runs the cells in order in an IPython shell, as a Jupyter kernel would, and after each graded
+   cell calls the student's function itself on the inputs the grader sent (not through
+   ``run_cell``, so no input transformer can rewrite that call), watched for what the question
+   forbids.
 
-What the child reports goes over an inherited pipe as JSON lines, each carrying a random nonce
-that the grader sent with the job; nothing is written to a file the grader reads back. After each
-graded cell the child itself calls the student's function on the inputs the grader sent (not
-through ``run_cell``, so no input transformer can rewrite that call) and reports the raw outputs
-as float64 bytes. It never receives the expected outputs. A :class:`Monitor` compares, after every
-cell, the attributes of NumPy, torch, builtins, seqcourse's grading modules and the shell's input
-transformers with a snapshot taken before any student code ran, and reports what changed.
+What it reports goes over ``RESULT_FD`` as JSON lines in the format of
+:mod:`seqcourse.grading.wire`, each with the nonce the grader sent with the job; it never
+receives the expected outputs, and the question registry with its reference implementations is
+not even mounted in the sandbox. A byte on ``CONTROL_FD`` interrupts the running unit (SIGINT,
+as a notebook's stop button). A :class:`Monitor` compares, after every cell, the attributes of
+NumPy, torch, builtins, seqcourse's grading modules and the shell's input transformers with a
+snapshot taken before any student code ran, and reports what changed.
 
 Everything here runs in the same process as the student's code, so it is tamper-evident rather
-than tamper-proof: the grader judges the outputs outside this process, and the static audit
-(:mod:`seqcourse.grading.audit`) flags code that reaches for the means to interfere.
+than tamper-proof: the sandbox is the wall, the grader judges the outputs outside this process,
+and the static audit (:mod:`seqcourse.autograde.audit`) is a second opinion.
 """
 from __future__ import annotations
 
-import base64
 import contextlib
 import importlib
 import io
 import json
 import os
-import resource
-import select
 import signal
-import socket
 import sys
-import tempfile
-import traceback
+import threading
 
-MAX_ENTRIES = 10_000_000  # an output with more float64 entries than this is refused (80 MB)
 EXIT_INTERNAL = 70
 _MISSING = object()
 BASE_PRELOAD = (
@@ -54,7 +49,7 @@ BASE_PRELOAD = (
     "traitlets.config",
     "seqcourse",
     "seqcourse.grading.check",
-    "seqcourse.grading.registry",
+    "seqcourse.grading.wire",
 )
 # Watched for rebinding after every cell (modules by name; torch.Tensor and the shell's class too).
 WATCHED_MODULES = (
@@ -67,133 +62,42 @@ WATCHED_MODULES = (
     "torch.testing",
     "seqcourse.grading",
     "seqcourse.grading.check",
-    "seqcourse.grading.registry",
+    "seqcourse.grading.wire",
 )
 IGNORED_KEYS = frozenset({"_", "__", "___", "__warningregistry__"})
+KERNEL_ARGV = ["/usr/lib/python3/dist-packages/ipykernel_launcher.py", "-f", "/home/student/.local/share/jupyter/runtime/kernel-1.json"]
 
 
-# ---- the fork server ------------------------------------------------------------------------
-
-
-def _send(sock: socket.socket, message: dict) -> None:
-    sock.send(json.dumps(message).encode())
-
-
-def fork_server(control_fd: int) -> None:
-    """Serve fork requests on the SOCK_SEQPACKET socket ``control_fd`` until it closes.
-
-    Messages (JSON): in: ``{"preload": [...]}`` first, then ``{"op": "fork", "job": k}`` with three
-    file descriptors (job spec, result pipe, log) attached, or ``{"op": "quit"}``; out:
-    ``{"op": "ready", "failed": [...]}``, ``{"op": "forked", "job": k, "pid": p}``,
-    ``{"op": "exited", "pid": p, "code": c}`` (``c`` as ``subprocess`` reports it: negative for a
-    signal)."""
-    sock = socket.socket(fileno=control_fd)
-    hello = json.loads(sock.recv(1 << 16))
-    failed = []
-    for name in BASE_PRELOAD + tuple(hello.get("preload", ())):
-        try:
-            importlib.import_module(name)
-        except Exception:  # a module the notebook imports but this environment lacks: the cell will say so
-            failed.append(name)
-    from .registry import questions
-
-    questions()  # import every chapter's question module once, here
-    _send(sock, {"op": "ready", "failed": failed})
-    children: dict[int, int] = {}
-    while True:
-        readable, _, _ = select.select([sock], [], [], 0.05)
-        if readable:
-            try:
-                data, fds, _, _ = socket.recv_fds(sock, 1 << 16, 8)
-            except OSError:
-                data, fds = b"", []
-            if not data:
-                break
-            message = json.loads(data)
-            if message.get("op") == "quit":
-                break
-            pid = os.fork()
-            if pid == 0:
-                _child(sock, fds)  # never returns
-            for fd in fds:
-                os.close(fd)
-            children[pid] = message["job"]
-            _send(sock, {"op": "forked", "job": message["job"], "pid": pid})
-        _reap(sock, children)
-    for pid in list(children):
-        _kill_group(pid)
-    for pid in list(children):
-        os.waitpid(pid, 0)
-    os._exit(0)
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def _reap(sock: socket.socket, children: dict[int, int]) -> None:
-    """Report every child that has exited, after killing what is left of its process group.
-
-    The child is left a zombie (``WNOWAIT``) while its group is killed, so its pid, which is also
-    the group id, cannot have been reused by another process in between."""
-    while children:
-        info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        if info is None:
-            return
-        _kill_group(info.si_pid)
-        _, status = os.waitpid(info.si_pid, 0)
-        if children.pop(info.si_pid, None) is not None:
-            with contextlib.suppress(OSError):
-                _send(sock, {"op": "exited", "pid": info.si_pid, "code": os.waitstatus_to_exitcode(status)})
-
-
-def _child(sock: socket.socket, fds: list[int]) -> None:
+def main(spec_fd: int, result_fd: int, control_fd: int) -> None:
+    """Run one job (see the module docstring); exit 0 when every unit ran, 70 on an internal error."""
     code = EXIT_INTERNAL
     try:
-        os.setsid()
-        sock.close()
-        spec_fd, result_fd, log_fd = fds
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        keep = {0, 1, 2, spec_fd, result_fd}
-        for fd in [int(name) for name in os.listdir("/proc/self/fd")]:
-            if fd not in keep:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        from .sandbox import not_dumpable
+
+        not_dumpable()
         with os.fdopen(spec_fd, "rb") as stream:
             spec = json.loads(stream.read())
-        cap = int(spec["memory_bytes"])
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        size = int(spec["file_size_bytes"])
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the size cap fails instead of killing
-        _not_dumpable()
-        os.chdir(spec["cwd"])
+        os.environ.clear()
         os.environ.update(spec["env"])
+        os.chdir(spec["home"])
+        sys.argv = list(KERNEL_ARGV)
+        import tempfile
+
         tempfile.tempdir = None
-        code = Driver(spec, result_fd).run()
+        for name in BASE_PRELOAD + tuple(spec.get("preload", ())):
+            with contextlib.suppress(Exception):  # a module this environment lacks: the cell that imports it says so
+                importlib.import_module(name)
+        code = Driver(spec, result_fd, control_fd).run()
     except BaseException:
+        import traceback
+
         traceback.print_exc()
         sys.stderr.flush()
     finally:
         os._exit(code)
 
 
-def _not_dumpable() -> None:
-    """``prctl(PR_SET_DUMPABLE, 0)``: other processes of the same user (another submission's
-    stray children) can then neither read this one's memory nor open its file descriptors
-    through ``/proc``. Best effort: where prctl is missing, nothing changes."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
-
-
-# ---- the child: run the cells, record the outputs -------------------------------------------
+# ---- the cells, the recordings ---------------------------------------------------------------
 
 
 class _Capture(io.StringIO):
@@ -263,24 +167,6 @@ def _describe_error(exc: BaseException | None) -> dict | None:
     except Exception:
         text = "(message could not be read)"
     return {"ename": type(exc).__name__, "evalue": text, "memory": _is_memory_error(exc)}
-
-
-def _encode_array(array) -> dict:
-    import numpy as np
-
-    array = np.ascontiguousarray(array, dtype="<f8")
-    return {"shape": list(array.shape), "data": base64.b64encode(array.tobytes()).decode()}
-
-
-def _decode_input(encoded: dict):
-    import numpy as np
-    import torch
-
-    if "npy" not in encoded:
-        return encoded["value"]
-    array = np.load(io.BytesIO(base64.b64decode(encoded["npy"])), allow_pickle=False)
-    tensor = torch.from_numpy(array.copy())
-    return tensor.requires_grad_() if encoded.get("requires_grad") else tensor
 
 
 class Monitor:
@@ -367,26 +253,52 @@ class Monitor:
 class Driver:
     """Runs one job: its cells in order, the recordings after graded cells, reporting each."""
 
-    def __init__(self, spec: dict, result_fd: int):
+    def __init__(self, spec: dict, result_fd: int, control_fd: int):
         import torch
 
+        from seqcourse.grading import wire
+
+        from .runtime_audit import RuntimeAudit
+
         torch.set_num_threads(1)
-        self.spec = spec
+        self.spec, self.wire = spec, wire
         self.out = Channel(result_fd, spec["nonce"])
+        self.control_fd = control_fd
         self.in_unit = False
+        course = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.course = course
+        self.own = (os.path.abspath(__file__), os.path.join(course, "autograde", "runtime_audit.py"))
+        self.audit = RuntimeAudit(course, (spec["home"], spec["tmp"]))
+        self.checks: list[dict] = []
 
     def _on_interrupt(self, signum, frame):
         if self.in_unit:
             raise KeyboardInterrupt
 
-    def run(self) -> int:
-        from .check import _describe_exception, _read_outputs
-        from .registry import get_question
+    def _listen(self) -> None:
+        """Turn each byte on the control pipe into SIGINT (the grader cannot signal a process
+        inside the sandbox's PID namespace directly)."""
+        while True:
+            try:
+                data = os.read(self.control_fd, 1)
+            except OSError:
+                return
+            if not data:
+                return
+            os.kill(os.getpid(), signal.SIGINT)
 
-        self.read_outputs, self.describe, self.get_question = _read_outputs, _describe_exception, get_question
+    def run(self) -> int:
+        from seqcourse.grading.check import record_checks_with
+
         self.shell = _make_shell()
+        names = {}
+        self.shell.compile.get_code_name = lambda raw, transformed, number: names["next"]
+        self.names = names
+        record_checks_with(self._check)
         monitor = Monitor(self.shell)
         signal.signal(signal.SIGINT, self._on_interrupt)
+        threading.Thread(target=self._listen, daemon=True).start()
+        self.audit.install()
         skip = set(self.spec["skip"])
         self.out.send(event="ready")
         for unit in self.spec["units"]:
@@ -394,6 +306,7 @@ class Driver:
                 continue
             self.out.send(event="start", unit=unit["id"])
             self.in_unit = True
+            self.checks = []
             try:
                 result = self._cell(unit) if unit["kind"] == "cell" else self._record(unit)
             except KeyboardInterrupt:
@@ -401,11 +314,18 @@ class Driver:
             finally:
                 self.in_unit = False
             result["tampered"] = monitor.findings(unit.get("protect", []))
+            result["runtime"] = self.audit.take()
+            if unit["kind"] == "cell":
+                result["checks"] = self.checks
             self.out.send(event="end", unit=unit["id"], **result)
         self.out.send(event="done")
         return 0
 
     def _cell(self, unit: dict) -> dict:
+        name = f"<cell {unit['label']}>"
+        self.names["next"] = name
+        if unit["origin"] == "student":
+            self.audit.student_cell(name, unit["label"])
         capture = _Capture(self.spec["output_limit"])
         saved = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = capture
@@ -416,24 +336,49 @@ class Driver:
         error = result.error_before_exec or result.error_in_exec
         return {"stdout": capture.text(), "error": _describe_error(error)}
 
+    def _check(self, question_id, function):
+        """What ``check(question_id, function)`` does in the sandbox: record the function's outputs
+        on the question's published cases (the grader compares them, outside)."""
+        question = self.spec["questions"].get(question_id) if isinstance(question_id, str) else None
+        if question is None:
+            raise ValueError(f"unknown question id {question_id!r}")
+        outcomes, forbidden = self._calls(function, question["cases"], question)
+        self.checks.append({"question": question_id, "outcomes": outcomes, "forbidden": forbidden})
+        print(f"{question_id}: outputs of {len(outcomes)} cases recorded for grading")
+
     def _record(self, unit: dict) -> dict:
+        question = self.spec["questions"][unit["question"]]
         try:
             function = eval(compile(unit["function"], "<grader>", "eval"), self.shell.user_ns)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # e.g. NameError: the student's cell did not define it
             message = f"could not get {unit['function']}: {_describe_error(exc)['ename']}"
-            return {"outcomes": [{"error": message} for _ in unit["cases"]]}
-        return {"outcomes": [self._call(function, case, unit) for case in unit["cases"]]}
+            return {"outcomes": [{"error": message} for _ in unit["cases"]], "forbidden": []}
+        outcomes, forbidden = self._calls(function, unit["cases"], question)
+        return {"outcomes": outcomes, "forbidden": forbidden}
 
-    def _call(self, function, case: list[dict], unit: dict) -> dict:
+    def _calls(self, function, cases: list[list[dict]], question: dict) -> tuple[list[dict], list[str]]:
+        """The function's outcome on each case (wire format), and what it used that the question
+        forbids."""
+        from .runtime_audit import Watch
+
+        used: set[str] = set()
+        outcomes = []
+        for case in cases:
+            watch = Watch(tuple(question["forbids"]), self.course, self.own)
+            outcomes.append(self._call(function, case, question, watch))
+            used |= watch.used
+        return outcomes, sorted(used)
+
+    def _call(self, function, case: list[dict], question: dict, watch) -> dict:
         import torch
 
-        question = self.get_question(unit["question"])
-        args = [_decode_input(value) for value in case]
-        grad_mode = contextlib.nullcontext() if unit["allow_autograd"] else torch.no_grad()
+        wire = self.wire
+        args = [wire.decode_input(value) for value in case]
+        grad_mode = contextlib.nullcontext() if question["allow_autograd"] else torch.no_grad()
         try:
-            with grad_mode:
+            with grad_mode, watch:
                 value = function(*args)
         except KeyboardInterrupt:
             raise
@@ -441,23 +386,20 @@ class Driver:
             return {"not_implemented": True}
         except BaseException as exc:  # what the student's function raises is a result
             try:
-                message = self.describe(exc, question)
+                message = wire.describe_exception(exc, question["allow_autograd"])
             except Exception:
                 message = f"raised {type(exc).__name__}"
             return {"error": message, "memory": _is_memory_error(exc)}
         try:
-            values, error = self.read_outputs(value, tuple(unit["outputs"]))
+            values, error = wire.read_outputs(value, tuple(question["outputs"]))
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
             return {"error": f"returned a value that could not be read ({type(exc).__name__})"}
         if error is not None:
             return {"error": error}
-        too_big = [name for name, array in values.items() if array.size > MAX_ENTRIES]
-        if too_big:
-            return {"error": f"{too_big[0]}: more than {MAX_ENTRIES} entries"}
-        return {"values": {name: _encode_array(array) for name, array in values.items()}}
+        return wire.outcome_to_wire(wire.StudentOutcome(values=values))
 
 
 if __name__ == "__main__":
-    fork_server(int(sys.argv[1]))
+    main(*map(int, sys.argv[1:4]))

@@ -16,7 +16,9 @@ each cell's role:
 that grading ignores: ``locked-cell-edited:ID`` and ``locked-cell-deleted:ID`` (compared with
 the released exercise, so hidden tests do not count as edits), ``solution-cell-missing:ID`` (the
 released stub runs instead), ``duplicate-grade-id:ID`` (the first cell is used) and
-``extra-cells-ignored:N`` (cells the student added, which do not run).
+``extra-cells-ignored:N`` (cells the student added, which do not run), ``null-bytes:ID`` (null
+bytes removed from a solution cell, which Python cannot compile) and ``malformed-source:ID`` (a
+solution cell whose source is not text: the released stub runs instead).
 """
 from __future__ import annotations
 
@@ -27,9 +29,10 @@ from pathlib import Path
 
 import nbformat
 
+from seqcourse.grading.generate import NotebookError, make_exercise, validate
+from seqcourse.grading.registry import Question, get_question
+
 from .audit import bound_names, parse_cell
-from .generate import NotebookError, make_exercise, validate
-from .registry import Question, get_question
 
 
 class PlanError(ValueError):
@@ -205,6 +208,15 @@ def _normalised(source: str) -> str:
     return "\n".join(line.rstrip() for line in source.strip().splitlines())
 
 
+def _text(cell, default: str | None = "") -> str | None:
+    """A cell's source as text (nbformat joins a list of lines; a list of strings is joined here
+    too); ``default`` when it is anything else (a number, a list of numbers, missing)."""
+    source = cell.get("source") if isinstance(cell, dict) else None
+    if isinstance(source, list) and all(isinstance(line, str) for line in source):
+        source = "".join(source)
+    return source if isinstance(source, str) else default
+
+
 def assemble(plan: Plan, submission) -> Assembly:
     """The cells to run for ``submission`` (a notebook node), what grading ignores, and the
     student's Markdown answers (for grading by hand)."""
@@ -212,31 +224,40 @@ def assemble(plan: Plan, submission) -> Assembly:
     extra = 0
     plain_sources = {_normalised(cell.release_source) for cell in plan.cells if cell.role == "plain"}
     for cell in submission.cells:
-        meta = cell.get("metadata", {}).get("nbgrader")
+        meta = cell.get("metadata", {}) if isinstance(cell, dict) else {}
+        meta = meta.get("nbgrader") if isinstance(meta, dict) else None
         grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
         if isinstance(grade_id, str) and any(grade_id == planned.grade_id for planned in plan.cells):
             by_id.setdefault(grade_id, []).append(cell)
-        elif _normalised(cell.get("source", "")) and _normalised(cell.get("source", "")) not in plain_sources:
+        elif _normalised(_text(cell)) and _normalised(_text(cell)) not in plain_sources:
             extra += 1
     flags = [f"duplicate-grade-id:{grade_id}" for grade_id, found in by_id.items() if len(found) > 1]
     cells, answers = [], {}
     for planned in plan.cells:
         theirs = by_id.get(planned.grade_id or "", [None])[0]
+        kind = theirs.get("cell_type") if theirs is not None else None
         if planned.role in ("test", "locked"):
             if theirs is None:
                 flags.append(f"locked-cell-deleted:{planned.label}")
-            elif theirs.cell_type != planned.cell_type or _normalised(theirs.source) != _normalised(planned.release_source):
+            elif kind != planned.cell_type or _normalised(_text(theirs)) != _normalised(planned.release_source):
                 flags.append(f"locked-cell-edited:{planned.label}")
         if planned.role == "manual":
-            answers[planned.label] = theirs.source if theirs is not None and theirs.cell_type == "markdown" else ""
+            answers[planned.label] = _text(theirs) if theirs is not None and kind == "markdown" else ""
         if planned.cell_type != "code":
             continue
         if planned.role == "solution":
-            if theirs is None or theirs.cell_type != "code":
+            source = _text(theirs, None) if theirs is not None else None
+            if theirs is None or kind != "code":
                 flags.append(f"solution-cell-missing:{planned.label}")
                 cells.append(RunCell(planned, planned.release_source, "student"))
+            elif source is None:
+                flags.append(f"malformed-source:{planned.label}")
+                cells.append(RunCell(planned, planned.release_source, "student"))
             else:
-                cells.append(RunCell(planned, theirs.source, "student"))
+                if "\0" in source:
+                    flags.append(f"null-bytes:{planned.label}")
+                    source = source.replace("\0", "")
+                cells.append(RunCell(planned, source, "student"))
         else:
             cells.append(RunCell(planned, planned.source, "instructor"))
     if extra:

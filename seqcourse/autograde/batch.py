@@ -1,43 +1,45 @@
 """Grade a class's notebooks headlessly, in a way a submission cannot talk its way through.
 
     python -m seqcourse grade SOLUTION_NOTEBOOK SUBMISSIONS... [--out grades.csv] [--json grades.json]
-        [--jobs N] [--cell-timeout S] [--time-limit S] [--memory-mb MB] [--no-variants] [--quiet]
+        [--jobs N] [--cell-timeout S] [--time-limit S] [--memory-mb MB] [--no-variants] [--no-sandbox] [--quiet]
 
 SUBMISSIONS are notebooks or folders (searched recursively for ``*.ipynb``). For each submission:
 
-1. **Assemble** (:mod:`~seqcourse.grading.assemble`): the instructor's notebook with only the
+1. **Assemble** (:mod:`~seqcourse.autograde.assemble`): the instructor's notebook with only the
    student's solution cells put in, matched by ``grade_id``; locked and test cells (hidden tests
    included) always come from the instructor's copy; edited or deleted locked cells are flagged.
-2. **Audit** (:mod:`~seqcourse.grading.audit`): the student's code is read, not run, for the means
+2. **Audit** (:mod:`~seqcourse.autograde.audit`): the student's code is read, not run, for the means
    to interfere (monkeypatching, input transformers, ``exec``, introspection, ...).
-3. **Run** (:mod:`~seqcourse.grading.sandbox`): in its own process and process group, in an empty
-   temporary directory, under a per-cell timeout, a total time limit and a memory cap. After each
-   test cell the sandbox calls the student's function itself on inputs the grader computed (the
-   question's cases, and a fresh random draw of each case that the student cannot have seen) and
-   sends back the raw outputs as float64 bytes over a pipe, stamped with a per-run nonce.
+3. **Run** (:mod:`~seqcourse.autograde.sandbox`): a fresh worker in a bubblewrap sandbox of its own
+   (read-only system and package, no question registry, private /tmp and home, own PID namespace,
+   no network, uid 65534, rlimits), under a per-cell timeout, a total time limit and a memory cap,
+   with the runtime audit (:mod:`~seqcourse.autograde.runtime_audit`) watching. ``check()``
+   records the function's outputs there; after each test cell the worker also calls the
+   student's function itself on inputs the grader computed (the question's cases, and a fresh
+   random draw of each case that the student cannot have seen), watched for what the question
+   forbids, and sends back the raw outputs (:mod:`seqcourse.grading.wire`) over a pipe, stamped
+   with a per-run nonce.
 4. **Judge**, outside the student's process: the raw outputs are compared with the outputs the
    solution notebook produced through the same pipeline. A question scores only if the test cell
-   ran without error, the report ``check()`` printed inside the kernel agrees case by case with
-   this comparison, the fresh draws pass wherever the cases pass, and nothing timed out or ran out
-   of memory. The solution notebook is graded first and must earn full marks with no flags, or
-   grading stops (exit status 1): that run is also a test of the pipeline.
+   ran without error, what ``check()`` recorded agrees case by case with the grader's own call,
+   the fresh draws pass wherever the cases pass, the function used nothing the question forbids,
+   and nothing timed out or ran out of memory. The solution notebook is graded first and must
+   earn full marks with no flags, or grading stops (exit status 1): that run is also a test of
+   the pipeline.
 
 Writes a CSV (``submission``, one column per question, ``total``, ``max_total``, ``flags``) and a
-JSON file with the same plus the details of every case, the audit's findings and the student's
-answers to questions graded by hand. Flags are space-separated tokens, listed in
+JSON file with the same plus the details of every case, the static and runtime audits' findings
+and the student's answers to questions graded by hand. Flags are space-separated tokens, listed in
 :data:`FLAG_HELP`.
 """
 from __future__ import annotations
 
 import argparse
-import base64
 import csv
 import dataclasses
 import io
 import json
-import math
 import os
-import re
 import secrets
 import signal
 import sys
@@ -52,22 +54,25 @@ import nbformat
 import numpy as np
 import torch
 
+from seqcourse.grading.check import CheckResult, score
+from seqcourse.grading.registry import Case, Question
+from seqcourse.grading.wire import InputError, StudentOutcome, encode_input, finding_from_wire, outcome_from_wire
+
 from .assemble import PlanCell, PlanError, assemble, load_plan
 from .audit import Finding, audit
-from .check import CheckResult, StudentOutcome, score
-from .registry import Case, Question
-from .sandbox import ForkServer, Limits, RunRecord, ServerError, Unit, run_units
-from .worker import MAX_ENTRIES
+from .sandbox import Launcher, Limits, RunRecord, SandboxUnavailable, Unit, not_dumpable, run_units
 
 MAX_NOTEBOOK_BYTES = 50 * 2**20
+FORBIDDEN_WORDS = frozenset({"seqcourse", "torch.nn", "autograd", "unwatched"})
 FLAG_HELP = {
     "timeout:ID": "a cell or the recording of question ID ran past --cell-timeout (ID scores 0)",
     "time-limit": "the submission ran past --time-limit; what had not run scores 0",
     "memory:ID": "ID ran out of memory under --memory-mb (or the process was killed for memory; ID scores 0)",
     "crashed:ID": "the process died while running ID (os._exit, a segfault, ...); ID scores 0",
     "crashed": "the process died before its first cell or between cells; what had not run scores 0",
-    "check-missing:ID": "the test cell ran but printed no check report for ID (ID scores 0)",
-    "check-disagrees:ID": "the in-kernel check report differs from the out-of-kernel comparison (ID scores 0)",
+    "check-missing:ID": "the test cell ran but check() recorded nothing for ID: check replaced or skipped (ID scores 0)",
+    "check-disagrees:ID": "the function's outputs under check() and under the grader's own call differ (ID scores 0)",
+    "forbidden:ID:WHAT": "ID's function used WHAT, which the question forbids (seqcourse, torch.nn, autograd; ID scores 0)",
     "variant-failed:ID": "passes the published cases but fails fresh draws of them: hard-coded answers? (ID scores 0)",
     "fake-results": "something other than the grader wrote to the result channel; forged reports were ignored",
     "locked-cell-edited:ID": "the student changed a locked cell (the instructor's copy ran instead)",
@@ -75,10 +80,14 @@ FLAG_HELP = {
     "solution-cell-missing:ID": "no solution cell with this grade_id (the released stub ran instead)",
     "duplicate-grade-id:ID": "several cells share this grade_id (the first one ran)",
     "extra-cells-ignored:N": "N cells the student added; they did not run",
-    "suspicious:RULE": "the static audit found code that could interfere (see seqcourse.grading.audit)",
+    "null-bytes:ID": "the solution cell held null bytes; they were removed before it ran",
+    "malformed-source:ID": "the solution cell's source is not text; the released stub ran instead",
+    "suspicious:RULE": "the static audit found code that could interfere (see seqcourse.autograde.audit)",
+    "runtime:RULE": "at run time the student's code did RULE (see seqcourse.autograde.runtime_audit; cell and line in the JSON)",
     "tampered:WHAT": "at run time, the student's code rebound WHAT (a module attribute, check, IPython's transformers)",
+    "unsandboxed": "graded with --no-sandbox: the submission could read and write what the grader's user can",
     "unreadable": "the submission is not a notebook that could be read",
-    "grader-error": "the grading machinery failed for this submission; grade it again",
+    "grader-error": "the grading machinery failed on this submission (the JSON's error says how); report it",
 }
 
 
@@ -86,96 +95,41 @@ class GradingError(RuntimeError):
     """Grading cannot go on (the solution notebook does not pass its own checks in the sandbox)."""
 
 
-# ---- inputs and outputs on the wire ----------------------------------------------------------
-
-
-def _encode_input(value, where: str) -> dict:
-    if isinstance(value, torch.Tensor):
-        buffer = io.BytesIO()
-        try:
-            np.save(buffer, value.detach().cpu().numpy(), allow_pickle=False)
-        except (TypeError, RuntimeError) as error:
-            raise PlanError(f"{where}: cannot send this input to the sandbox ({error})") from None
-        return {"npy": base64.b64encode(buffer.getvalue()).decode(), "requires_grad": bool(value.requires_grad)}
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return {"value": value}
-    raise PlanError(f"{where}: case inputs must be tensors or plain numbers, got {type(value).__name__}")
-
-
-def decode_outcome(item, names: tuple[str, ...]) -> StudentOutcome | None:
-    """A :class:`StudentOutcome` from the sandbox's JSON (raw float64 bytes, never unpickled);
-    None when it is malformed."""
-    if not isinstance(item, dict):
-        return None
-    if item.get("not_implemented") is True:
-        return StudentOutcome(not_implemented=True)
-    if isinstance(item.get("error"), str):
-        return StudentOutcome(error=item["error"][:500])
-    values = item.get("values")
-    if not isinstance(values, dict) or set(values) != set(names):
-        return None
-    arrays = {}
-    for name in names:
-        encoded = values[name]
-        shape = encoded.get("shape") if isinstance(encoded, dict) else None
-        data = encoded.get("data") if isinstance(encoded, dict) else None
-        if not (isinstance(shape, list) and len(shape) <= 8 and all(type(n) is int and n >= 0 for n in shape)):
-            return None
-        size = math.prod(shape)
-        if size > MAX_ENTRIES or not isinstance(data, str):
-            return None
-        try:
-            raw = base64.b64decode(data, validate=True)
-        except ValueError:
-            return None
-        if len(raw) != 8 * size:
-            return None
-        arrays[name] = np.frombuffer(raw, dtype="<f8").reshape(shape).astype(np.float64)
-    return StudentOutcome(values=arrays)
-
-
-CASE_LINE = re.compile(r"^  case (\d+) (passed|FAILED): ")
-TOTAL_LINE = re.compile(r"^(\d+)/(\d+) cases passed — ([0-9.]+)/(\d+) points$")
+# ---- what check() recorded inside the kernel ------------------------------------------------
 
 
 @dataclass(frozen=True)
 class KernelReport:
-    """What ``check()`` printed inside the kernel for one question (the last report in the cell)."""
+    """What ``check()`` recorded inside the kernel for one question (its last call in the test
+    cell), judged outside: per case passed or not, the points, and what the function used that the
+    question forbids."""
 
     attempted: bool
     passed: tuple[bool, ...]
     earned: float
+    forbidden: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {"attempted": self.attempted, "passed": list(self.passed), "earned": self.earned}
 
 
-def parse_report(text: str, question: Question) -> KernelReport | None:
-    """The last complete report ``check()`` printed for ``question`` in ``text``, or None."""
-    lines = text.splitlines()
-    not_attempted = f"{question.id}: not attempted — 0/{question.points} points"
-    header = f"{question.id}: {question.title}"
-    found, i = None, 0
-    while i < len(lines):
-        if lines[i] == not_attempted:
-            found = KernelReport(False, (), 0.0)
-        elif lines[i] == header:
-            cases, j = {}, i + 1
-            while j < len(lines) and (match := CASE_LINE.match(lines[j])):
-                cases[int(match[1])] = match[2] == "passed"
-                j += 1
-            total = TOTAL_LINE.match(lines[j]) if j < len(lines) else None
-            n = len(question.cases)
-            if (
-                total
-                and sorted(cases) == list(range(1, n + 1))
-                and (int(total[1]), int(total[2]), int(total[4])) == (sum(cases.values()), n, question.points)
-            ):
-                found = KernelReport(True, tuple(cases[k] for k in range(1, n + 1)), float(total[3]))
-            i = j
-            continue
-        i += 1
-    return found
+def kernel_report(test: dict | None, qp: QuestionPlan, reference: Reference | None) -> KernelReport | None:
+    """What ``check()`` recorded for ``qp``'s question in its test cell (the last call), judged
+    like the recording: None when it did not record (the cell failed first, ``check`` was
+    replaced, or its recording is malformed)."""
+    checks = test.get("checks") if isinstance(test, dict) else None
+    found = [c for c in checks if isinstance(c, dict) and c.get("question") == qp.question.id] if isinstance(checks, list) else []
+    raw = found[-1].get("outcomes") if found else None
+    n = len(qp.question.cases)
+    if not isinstance(raw, list) or len(raw) != n:
+        return None
+    outcomes = [outcome_from_wire(item, qp.question.outputs) for item in raw]
+    if any(outcome is None for outcome in outcomes):
+        return None
+    result = score(qp.question, outcomes, expected=None if reference is None else reference.main)
+    forbidden = found[-1].get("forbidden")
+    forbidden = tuple(sorted(w for w in forbidden if w in FORBIDDEN_WORDS)) if isinstance(forbidden, list) else ()
+    return KernelReport(result.attempted, tuple(c.passed for c in result.cases), result.earned, forbidden)
 
 
 def agrees(report: KernelReport, result: CheckResult) -> bool:
@@ -210,12 +164,19 @@ class QuestionPlan:
         return f"r:{self.question.id}"
 
 
+def _encode_input(value, where: str) -> dict:
+    try:
+        return encode_input(value, where)
+    except InputError as error:
+        raise PlanError(str(error)) from None
+
+
 def _variant(question: Question, seed: int) -> Question:
     cases = tuple(Case(f"{case.name} [fresh draw]", case.build, seed=seed + i) for i, case in enumerate(question.cases))
     return dataclasses.replace(question, cases=cases)
 
 
-def _question_plans(plan, variants: bool) -> list[QuestionPlan]:
+def plan_questions(plan, variants: bool) -> list[QuestionPlan]:
     seed = secrets.randbelow(2**30)
     plans = []
     for number, (cell, call) in enumerate(plan.checks):
@@ -237,13 +198,16 @@ def _units(assembly, question_plans: list[QuestionPlan]) -> list[Unit]:
     units = []
     for cell in assembly.cells:
         protect = sorted(cell.plan.binds) if cell.origin == "instructor" else []
-        units.append(Unit(f"c{cell.plan.index}", "cell", {"source": cell.source, "protect": protect}))
+        spec = {"source": cell.source, "protect": protect, "label": cell.plan.label, "origin": cell.origin}
+        units.append(Unit(f"c{cell.plan.index}", "cell", spec))
         for qp in by_cell.get(cell.plan.index, []):
             spec = {
                 "question": qp.question.id,
                 "function": qp.function,
                 "outputs": list(qp.question.outputs),
                 "allow_autograd": qp.question.allow_autograd,
+                "forbids": list(qp.question.forbidden),
+                "published": len(qp.question.cases),
                 "cases": qp.inputs,
             }
             units.append(Unit(qp.record_unit, "record", spec))
@@ -300,7 +264,7 @@ def _outcomes(qp: QuestionPlan, record: RunRecord) -> tuple[list[StudentOutcome]
     raw = result.get("outcomes")
     if not isinstance(raw, list) or len(raw) != len(qp.inputs):
         return None, True
-    decoded = [decode_outcome(item, qp.question.outputs) for item in raw]
+    decoded = [outcome_from_wire(item, qp.question.outputs) for item in raw]
     malformed = any(outcome is None for outcome in decoded)
     return [outcome or StudentOutcome(error="malformed result") for outcome in decoded], malformed
 
@@ -326,26 +290,45 @@ def _judge(qp: QuestionPlan, record: RunRecord, reference: Reference | None) -> 
         result = score(question, outcomes[:n], expected=None if reference is None else reference.main)
         if qp.variant is not None:
             variants = score(qp.variant, outcomes[n:], expected=None if reference is None else reference.variants)
-    if test is not None:
-        kernel = parse_report(test.get("stdout", ""), question)
+    kernel = kernel_report(test, qp, reference)
+    forbidden = sorted(set(_forbidden(recorded)) | set(kernel.forbidden if kernel else ()))
     reason = None
     if flags:
         reason = "did not finish: " + ", ".join(flags)
     elif test is None or result is None:
         reason = "did not run" + (" (time limit)" if record.time_limit_hit else "")
+    elif forbidden:
+        flags += [f"forbidden:{question.id}:{what}" for what in forbidden]
+        reason = f"the function used {', '.join(forbidden)}, which this question forbids"
     elif kernel is not None and not agrees(kernel, result):  # flagged even if a hidden test then raised
         flags.append(f"check-disagrees:{question.id}")
-        reason = "the in-kernel check report differs from the out-of-kernel comparison"
+        reason = "the function's outputs under check() and under the grader's own call differ"
     elif test.get("error"):
         reason = f"the test cell raised {test['error']['ename']}: {test['error']['evalue']}"
     elif kernel is None:
         flags.append(f"check-missing:{question.id}")
-        reason = "the test cell printed no check report"
+        reason = "check() recorded nothing for this question in its test cell"
     elif variants is not None and any(c.passed and not v.passed for c, v in zip(result.cases, variants.cases)):
         flags.append(f"variant-failed:{question.id}")
         reason = "passes published cases but fails fresh draws of them"
     earned = result.earned if reason is None and result is not None else 0
     return QuestionGrade(question.id, question.points, earned, flags, reason, kernel, result, variants), malformed
+
+
+def _forbidden(recorded: dict | None) -> list[str]:
+    found = recorded.get("forbidden") if isinstance(recorded, dict) else None
+    return [w for w in found if w in FORBIDDEN_WORDS] if isinstance(found, list) else []
+
+
+def _runtime_findings(record: RunRecord) -> list[dict]:
+    """The runtime audit's findings from every unit, valid ones only, each once."""
+    found = {}
+    for result in record.results.values():
+        for item in result.get("runtime") or [] if isinstance(result.get("runtime"), list) else []:
+            finding = finding_from_wire(item)
+            if finding is not None:
+                found.setdefault((finding["rule"], finding["cell"], finding["line"], finding["detail"]), finding)
+    return sorted(found.values(), key=lambda f: (f["cell"], f["line"], f["rule"]))
 
 
 def _labels(assembly) -> dict[str, str]:
@@ -384,6 +367,7 @@ class SubmissionGrade:
     max_total: int
     flags: list[str]
     findings: list[Finding] = field(default_factory=list)
+    runtime: list[dict] = field(default_factory=list)
     manual_answers: dict[str, str] = field(default_factory=dict)
     attempts: int = 0
     seconds: float = 0.0
@@ -403,6 +387,7 @@ class SubmissionGrade:
             "flags": self.flags,
             "questions": {qid: q.to_dict() for qid, q in self.questions.items()},
             "audit": [finding.to_dict() for finding in self.findings],
+            "runtime_audit": [{"flag": f"runtime:{f['rule']}", **f} for f in self.runtime],
             "manual_answers": self.manual_answers,
             "attempts": self.attempts,
             "seconds": round(self.seconds, 2),
@@ -445,14 +430,15 @@ def _zero(qp: QuestionPlan, reason: str) -> QuestionGrade:
 
 
 class _Grader:
-    def __init__(self, plan, question_plans, server, limits, workdir, sandboxes):
-        self.plan, self.question_plans, self.server, self.limits = plan, question_plans, server, limits
-        self.workdir, self.sandboxes = workdir, sandboxes
+    def __init__(self, plan, question_plans, launcher: Launcher, limits, workdir):
+        self.plan, self.question_plans, self.launcher, self.limits = plan, question_plans, launcher, limits
+        self.workdir = workdir
         self.reference: dict[str, Reference] = {}
 
     def run(self, notebook) -> tuple:
         assembly = assemble(self.plan, notebook)
-        record = run_units(self.server, _units(assembly, self.question_plans), self.limits, self.workdir, self.sandboxes)
+        units = _units(assembly, self.question_plans)
+        record = run_units(self.launcher, units, self.limits, self.workdir, self.plan.imports)
         return assembly, record
 
     def solution(self, path: Path) -> None:
@@ -460,6 +446,7 @@ class _Grader:
         reference for students. Raises :class:`GradingError` unless it earns full marks, flag-free."""
         assembly, record = self.run(nbformat.read(path, as_version=4))
         problems = [f"run: {flag}" for flag in _run_flags(record, assembly)]
+        problems += [f"run: runtime:{f['rule']} in {f['cell']} line {f['line']} ({f['detail']})" for f in _runtime_findings(record)]
         for qp in self.question_plans:
             grade, _ = _judge(qp, record, None)
             if grade.earned != qp.question.points or grade.flags:
@@ -477,7 +464,8 @@ class _Grader:
 
     def _failed(self, name: str, path: Path, flag: str, reason: str) -> SubmissionGrade:
         zeros = {qp.question.id: _zero(qp, reason) for qp in self.question_plans}
-        return SubmissionGrade(name, str(path), zeros, self.plan.max_total, [flag], error=reason)
+        flags = [flag] + ([] if self.launcher.sandboxed else ["unsandboxed"])
+        return SubmissionGrade(name, str(path), zeros, self.plan.max_total, sorted(flags), error=reason)
 
     def submission(self, name: str, path: Path) -> SubmissionGrade:
         """Grade one submitted notebook; never raises (a failure is a flagged row of zeros)."""
@@ -493,7 +481,10 @@ class _Grader:
             assembly, record = self.run(notebook)
             student_cells = [(c.plan.label, c.source, self.plan.protected_before(c.plan.index)) for c in assembly.student_cells]
             findings = audit(student_cells)
+            runtime = _runtime_findings(record)
             flags = assembly.flags + [finding.flag for finding in findings] + _run_flags(record, assembly)
+            flags += [f"runtime:{finding['rule']}" for finding in runtime]
+            flags += [] if self.launcher.sandboxed else ["unsandboxed"]
             grades = {}
             for qp in self.question_plans:
                 grades[qp.question.id], malformed = _judge(qp, record, self.reference[qp.question.id])
@@ -507,6 +498,7 @@ class _Grader:
             self.plan.max_total,
             sorted(set(flags)),
             findings,
+            runtime,
             assembly.manual_answers,
             record.attempts,
             record.seconds,
@@ -523,46 +515,51 @@ def grade(
     variants: bool = True,
     progress: bool = True,
     on_row: Callable[[GradeReport], None] | None = None,
+    sandbox: bool = True,
 ) -> GradeReport:
     """Grade ``submissions`` (``(name, path)`` pairs) against the solution notebook.
 
     ``on_row``, when given, receives the report of the rows graded so far (``complete=False``,
     in submission order) each time a submission finishes, so a caller can save them as they come.
 
-    Raises :class:`~seqcourse.grading.assemble.PlanError` for a solution notebook that cannot
-    drive grading and :class:`GradingError` when it does not earn full marks in the sandbox."""
+    ``sandbox``: False grades without bubblewrap (every row is flagged ``unsandboxed``).
+
+    Raises :class:`~seqcourse.autograde.sandbox.SandboxUnavailable` when ``sandbox`` is True and
+    bubblewrap is missing or cannot work here, :class:`~seqcourse.autograde.assemble.PlanError` for
+    a solution notebook that cannot drive grading and :class:`GradingError` when it does not earn
+    full marks in the sandbox."""
     from tqdm.std import tqdm
 
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     start = time.monotonic()
+    launcher = Launcher(sandboxed=sandbox)
+    not_dumpable()  # no process of this user (a submission run unsandboxed) can read the grader's memory
     plan = load_plan(Path(solution))
-    question_plans = _question_plans(plan, variants)
+    question_plans = plan_questions(plan, variants)
     private = tempfile.TemporaryDirectory(prefix="seqcourse-grade-", ignore_cleanup_errors=True)
-    sandboxes = tempfile.TemporaryDirectory(prefix="seqcourse-sandboxes-", ignore_cleanup_errors=True)
-    with private as workdir, sandboxes as sandbox_root:
-        with ForkServer(Path(workdir), preload=plan.imports) as server:
-            grader = _Grader(plan, question_plans, server, limits, Path(workdir), Path(sandbox_root))
-            if progress:
-                print(f"grading {len(submissions)} submissions against {solution} ...", file=sys.stderr)
-            grader.solution(Path(solution))
-            rows: dict[str, SubmissionGrade] = {}
-            bar = tqdm(total=len(submissions), desc="grading", unit="notebook", file=sys.stderr, disable=not progress)
-            pool = ThreadPoolExecutor(max_workers=jobs)
-            try:
-                futures = [pool.submit(grader.submission, name, Path(path)) for name, path in submissions]
-                for future in as_completed(futures):
-                    row = future.result()
-                    rows[row.submission] = row
-                    if on_row is not None:
-                        on_row(GradeReport(str(solution), plan.questions,
-                                           [rows[name] for name, _ in submissions if name in rows],
-                                           limits, variants, jobs, time.monotonic() - start, complete=False))
-                    bar.set_postfix_str(f"{row.submission}: {row.total:g}/{row.max_total}", refresh=False)
-                    bar.update()
-            finally:  # on Ctrl-C, start nothing new; closing the server then kills what runs
-                pool.shutdown(wait=False, cancel_futures=True)
-                bar.close()
+    with private as workdir, launcher:
+        grader = _Grader(plan, question_plans, launcher, limits, Path(workdir))
+        if progress:
+            print(f"grading {len(submissions)} submissions against {solution} ...", file=sys.stderr)
+        grader.solution(Path(solution))
+        rows: dict[str, SubmissionGrade] = {}
+        bar = tqdm(total=len(submissions), desc="grading", unit="notebook", file=sys.stderr, disable=not progress)
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
+            futures = [pool.submit(grader.submission, name, Path(path)) for name, path in submissions]
+            for future in as_completed(futures):
+                row = future.result()
+                rows[row.submission] = row
+                if on_row is not None:
+                    on_row(GradeReport(str(solution), plan.questions,
+                                       [rows[name] for name, _ in submissions if name in rows],
+                                       limits, variants, jobs, time.monotonic() - start, complete=False))
+                bar.set_postfix_str(f"{row.submission}: {row.total:g}/{row.max_total}", refresh=False)
+                bar.update()
+        finally:  # on Ctrl-C, start nothing new; closing the launcher then kills what runs
+            pool.shutdown(wait=False, cancel_futures=True)
+            bar.close()
     ordered = [rows[name] for name, _ in submissions]
     return GradeReport(str(solution), plan.questions, ordered, limits, variants, jobs, time.monotonic() - start)
 
@@ -652,7 +649,9 @@ def _terminate(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m seqcourse grade",
-        description="Grade submitted notebooks in sandboxed processes; write a CSV and a JSON grade table.",
+        description="Grade submitted notebooks, each in a bubblewrap sandbox (no network, read-only system, private "
+                    "/tmp and home, own PID namespace, unprivileged uid); write a CSV and a JSON grade table. "
+                    "Needs bubblewrap (sudo apt-get install -y bubblewrap) unless --no-sandbox is given.",
         epilog="flags in the grade table:\n" + "\n".join(f"  {k:<26}{v}" for k, v in FLAG_HELP.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -665,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per submission in all (default 600)")
     parser.add_argument("--memory-mb", type=int, default=2048, help="address-space cap per submission in MB (default 2048)")
     parser.add_argument("--no-variants", action="store_true", help="do not check fresh draws of each case")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="grade without bubblewrap's sandbox (no isolation; every row is flagged unsandboxed)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
@@ -690,8 +691,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         report = grade(args.solution, submissions, limits=limits, jobs=args.jobs, variants=not args.no_variants,
-                       progress=not args.quiet, on_row=save)
-    except (PlanError, GradingError, ServerError) as error:
+                       progress=not args.quiet, on_row=save, sandbox=not args.no_sandbox)
+    except (PlanError, GradingError, SandboxUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except SystemExit as stop:

@@ -26,7 +26,7 @@ grading-internals      seqcourse's grading package beyond ``check`` (the registr
 
 The rules are deliberately broad: a flag asks a person to look, it does not change a score. They
 are no proof either way: the out-of-kernel comparison is what makes a score trustworthy, and the
-in-kernel :class:`~seqcourse.grading.worker.Monitor` catches rebinding done in ways this audit
+in-kernel :class:`~seqcourse.autograde.worker.Monitor` catches rebinding done in ways this audit
 cannot see (``m = np; m.allclose = ...``).
 """
 from __future__ import annotations
@@ -355,7 +355,7 @@ def audit(cells: list[tuple[str, str, dict[str, str | None]]]) -> list[Finding]:
 
     cells: ``(label, source, protected)`` for each; ``protected`` maps the names the instructor's
     cells define before it (and the builtins they read) to their import target, None for anything
-    but an import (see :meth:`seqcourse.grading.assemble.Plan.protected_before`). Returns the
+    but an import (see :meth:`seqcourse.autograde.assemble.Plan.protected_before`). Returns the
     findings, one per rule and line."""
     findings: list[Finding] = []
     student_imports: dict[str, str] = {}
