@@ -45,7 +45,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "training": ("train",),
     "measure": ("gating", "normalization", "receptive_field", "comparison", "recall"),
     "viz": ("plots", "widgets", "diagrams"),
-    "tools": ("bench", "bench_models", "bench_scan", "notebook_setup", "experiments", "grading", "__main__", ""),
+    "tools": ("bench", "bench_models", "bench_scan", "notebook_setup", "experiments", "grading", "autograde",
+              "__main__", ""),
 }
 RANK = {layer: i for i, layer in enumerate(LAYERS)}
 

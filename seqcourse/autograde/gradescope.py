@@ -41,6 +41,9 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
+import seqcourse
+
+from .assemble import PlanError, load_plan
 from .batch import GradingError, QuestionGrade, SubmissionGrade, grade
 from .sandbox import Limits, SandboxUnavailable
 
@@ -85,9 +88,6 @@ def requirements(course: Path) -> str:
 def build(solution: Path, out: Path, limits: Limits, sandbox: bool = True) -> list[str]:
     """Write Gradescope's autograder archive for ``solution`` to ``out``; return its file names.
     The solution notebook is checked first (:func:`~seqcourse.autograde.assemble.load_plan`)."""
-    import seqcourse
-
-    from .assemble import load_plan
 
     load_plan(solution)  # a notebook that cannot drive grading is refused here, not on Gradescope
     package = Path(seqcourse.__file__).resolve().parent
@@ -227,7 +227,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args.root or Path(os.environ.get(ROOT_ENV, DEFAULT_ROOT)))
-    from .assemble import PlanError
 
     try:
         limits = Limits(cell_timeout=args.cell_timeout, time_limit=args.time_limit, memory_mb=args.memory_mb,

@@ -72,7 +72,7 @@ def main(spec_fd: int, result_fd: int, control_fd: int) -> None:
     """Run one job (see the module docstring); exit 0 when every unit ran, 70 on an internal error."""
     code = EXIT_INTERNAL
     try:
-        from .sandbox import not_dumpable
+        from .sandbox import not_dumpable  # imported in the worker, inside the sandbox, once the job has set the process up
 
         not_dumpable()
         with os.fdopen(spec_fd, "rb") as stream:
@@ -256,9 +256,9 @@ class Driver:
     def __init__(self, spec: dict, result_fd: int, control_fd: int):
         import torch
 
-        from seqcourse.grading import wire
+        from seqcourse.grading import wire  # imported in the worker, inside the sandbox, once the job has set the process up
 
-        from .runtime_audit import RuntimeAudit
+        from .runtime_audit import RuntimeAudit  # imported in the worker, inside the sandbox, once the job has set the process up
 
         torch.set_num_threads(1)
         self.spec, self.wire = spec, wire
@@ -288,7 +288,7 @@ class Driver:
             os.kill(os.getpid(), signal.SIGINT)
 
     def run(self) -> int:
-        from seqcourse.grading.check import record_checks_with
+        from seqcourse.grading.check import record_checks_with  # imported in the worker, inside the sandbox, once the job has set the process up
 
         self.shell = _make_shell()
         names = {}
@@ -361,7 +361,7 @@ class Driver:
     def _calls(self, function, cases: list[list[dict]], question: dict) -> tuple[list[dict], list[str]]:
         """The function's outcome on each case (wire format), and what it used that the question
         forbids."""
-        from .runtime_audit import Watch
+        from .runtime_audit import Watch  # imported in the worker, inside the sandbox, once the job has set the process up
 
         used: set[str] = set()
         outcomes = []
