@@ -84,6 +84,12 @@ class _LiveStorages(TorchDispatchMode):
         self.live: dict[int, tuple[StorageWeakRef, int]] = {}  # StorageImpl address -> (weak ref, bytes)
         self.peak = 0
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        """False: nothing here runs under torch.compile, and keeping torch's default (wrap
+        __torch_dispatch__ to skip Dynamo) imports torch._dynamo on the first operator, 1.5-3 s."""
+        return False
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         inputs = {t.untyped_storage()._cdata for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}

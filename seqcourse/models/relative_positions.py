@@ -104,4 +104,4 @@ def alibi_bias(n_heads: int, T_q: int, T_k: int | None = None, device=None) -> t
     T_k = T_q if T_k is None else expect_int(T_k, "T_k", minimum=T_q)
     i = torch.arange(T_q, device=device, dtype=torch.float64).unsqueeze(1) + (T_k - T_q)
     j = torch.arange(T_k, device=device, dtype=torch.float64).unsqueeze(0)
-    return -alibi_slopes(n_heads).to(device).view(-1, 1, 1) * (i - j)  # (nh, T_q, T_k)
+    return alibi_slopes(n_heads).to(device=device).view(-1, 1, 1) * (j - i)  # (nh, T_q, T_k): -m_h (i - j), no -0.0
