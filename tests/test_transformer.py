@@ -281,6 +281,13 @@ def test_rotary_transformer_puts_positions_in_attention_only(device):
         h = h + a
         h = h + block.mlp(block.ln_2(h))
     torch.testing.assert_close(model(x)[0], model.ln_f(h))
+    # a block's keys for positions 3, 4, ...: what its cache holds there
+    block = model.blocks[0]
+    _, (k_cached, v_cached), _ = block.forward_cached(h[:, :T])
+    k3, v3 = block.kv(h[:, 3:T], start=3)
+    torch.testing.assert_close(k3, k_cached[:, :, 3:])
+    torch.testing.assert_close(v3, v_cached[:, :, 3:])
+    assert (block.kv(h[:, 3:T])[0] - k3).abs().max() > 1e-3  # at positions 0, 1, ... instead
     # a model with rotary positions and one with sinusoids, same weights: different functions
     plain.load_state_dict(model.state_dict())
     assert (plain(x)[0] - model(x)[0]).abs().max() > 1e-3
