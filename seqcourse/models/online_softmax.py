@@ -42,15 +42,19 @@ __all__ = ["online_softmax_attention", "online_softmax_update"]
 
 
 def _check_state(m, l, o, scores, v) -> None:
+    """The shapes of one update: scores (..., b_q, b_k), v (..., b_k, d_v), m and l (..., b_q),
+    o (..., b_q, d_v), all of the scores' dtype and device."""
     expect_tensor(scores, "scores", dtype="float")
-    if scores.ndim < 2:
-        raise ValueError(f"scores must have shape (..., b_q, b_k) with at least 2 dimensions; got {tuple(scores.shape)}")
-    lead, (b_q, b_k) = tuple(scores.shape[:-2]), scores.shape[-2:]
+    expect_tensor(v, "v", dtype=scores.dtype)
+    if scores.ndim < 2 or v.ndim < 2:
+        raise ValueError(f"scores and v must have at least 2 dimensions, (..., b_q, b_k) and (..., b_k, d_v); "
+                         f"got {tuple(scores.shape)} and {tuple(v.shape)}")
+    lead, (b_q, b_k), d_v = tuple(scores.shape[:-2]), scores.shape[-2:], v.shape[-1]
     expected = {
         "m": (m, lead + (b_q,), "(..., b_q)"),
         "l": (l, lead + (b_q,), "(..., b_q)"),
-        "o": (o, lead + (b_q, v.shape[-1] if isinstance(v, torch.Tensor) else -1), "(..., b_q, d_v)"),
-        "v": (v, lead + (b_k, v.shape[-1] if isinstance(v, torch.Tensor) else -1), "(..., b_k, d_v)"),
+        "o": (o, lead + (b_q, d_v), "(..., b_q, d_v)"),
+        "v": (v, lead + (b_k, d_v), "(..., b_k, d_v)"),
     }
     for name, (t, shape, letters) in expected.items():
         expect_tensor(t, name, dtype=scores.dtype)
