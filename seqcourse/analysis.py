@@ -3,7 +3,9 @@
 ``saved_tensor_bytes(fn)`` counts the bytes autograd keeps alive for the backward pass while
 ``fn()`` runs. It is the same number on every device (it counts tensor storages, not allocator
 pools), so the book can show on a laptop how training memory grows with sequence length: an RNN
-stores every h_t, so its saved bytes grow linearly in T.
+stores every h_t, so its saved bytes grow linearly in T. ``peak_tensor_bytes(fn)`` is the same kind
+of count for the forward computation itself: the most bytes that tensors created by ``fn`` hold at
+any one time (the readable attention holds T x T scores, the online softmax only blocks of them).
 
 The Gradients chapter's tools (symbols: h_t the state after step t, W_h the recurrent matrix,
 J_t = ∂h_t/∂h_{t-1} = diag(φ'(a_t)) W_h the one-step Jacobian):
@@ -22,6 +24,10 @@ from collections.abc import Callable
 
 import torch
 
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
 from .validation import expect_float, expect_int, expect_nonempty_time, expect_tensor
 
 __all__ = [
@@ -29,6 +35,7 @@ __all__ = [
     "eigenvalues",
     "gradient_decay_curves",
     "jacobian_chain_norms",
+    "peak_tensor_bytes",
     "random_recurrent_matrix",
     "saved_tensor_bytes",
     "signal_magnitude",
@@ -62,6 +69,56 @@ def saved_tensor_bytes(fn: Callable[[], object]) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         fn()
     return sum(s.nbytes() for s in storages.values())
+
+
+class _LiveStorages(TorchDispatchMode):
+    """Follows every storage an operator creates while the mode is on, and the peak of their bytes.
+
+    After each operator: the storages of its outputs that are not its inputs' (a view or an
+    in-place result shares its input's storage) are new; storages no longer referenced anywhere
+    are dropped (a weak reference says so); the total of the rest is compared with the peak.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.live: dict[int, tuple[StorageWeakRef, int]] = {}  # StorageImpl address -> (weak ref, bytes)
+        self.peak = 0
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        """False: nothing here runs under torch.compile, and keeping torch's default (wrap
+        __torch_dispatch__ to skip Dynamo) imports torch._dynamo on the first operator, 1.5-3 s."""
+        return False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {t.untyped_storage()._cdata for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                if storage._cdata not in inputs and storage._cdata not in self.live:
+                    self.live[storage._cdata] = (StorageWeakRef(storage), storage.nbytes())
+        self.live = {key: entry for key, entry in self.live.items() if not entry[0].expired()}
+        self.peak = max(self.peak, sum(nbytes for _, nbytes in self.live.values()))
+        return out
+
+
+def peak_tensor_bytes(fn: Callable[[], object]) -> int:
+    """Run ``fn()`` and return the largest number of bytes that tensors created during it held at
+    the same time, counted after every operator.
+
+    Each storage counts once, in full, from the operator that creates it until nothing references
+    it. Tensors that existed before the call (inputs, weights) are not counted, and neither is
+    scratch memory a kernel allocates and frees inside one operator. The count follows the
+    operators fn runs, not the allocator, so it is the same on every machine and every run. Run fn
+    under ``torch.no_grad()`` to measure inference: with autograd, what it saves stays alive too.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be a callable taking no arguments; got {type(fn).__name__}")
+    mode = _LiveStorages()
+    with mode:
+        fn()
+    return mode.peak
 
 
 # ---------------------------------------------------------------------------------------------

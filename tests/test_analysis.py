@@ -1,8 +1,9 @@
-"""saved_tensor_bytes counts exactly what autograd keeps for backward."""
+"""saved_tensor_bytes counts exactly what autograd keeps for backward; peak_tensor_bytes the most
+bytes that tensors created by a computation hold at one time."""
 import pytest
 import torch
 
-from seqcourse.analysis import saved_tensor_bytes
+from seqcourse.analysis import peak_tensor_bytes, saved_tensor_bytes
 from seqcourse.models.rnn import RNN
 
 
@@ -48,5 +49,49 @@ def test_rnn_training_memory_grows_linearly_in_t(device):
 
 
 def test_rejects_non_callable():
-    with pytest.raises(TypeError, match=r"fn must be a callable taking no arguments; got Tensor"):
-        saved_tensor_bytes(torch.zeros(3))
+    for measure in (saved_tensor_bytes, peak_tensor_bytes):
+        with pytest.raises(TypeError, match=r"fn must be a callable taking no arguments; got Tensor"):
+            measure(torch.zeros(3))
+
+
+def test_peak_counts_new_storages_while_they_live():
+    assert peak_tensor_bytes(lambda: torch.zeros(1000)) == 4000
+    assert peak_tensor_bytes(lambda: torch.zeros(10, dtype=torch.float64)) == 80
+    # ones, then ones * 2 while the ones live (8000); the ones die, the sum joins the product (8000)
+    assert peak_tensor_bytes(lambda: torch.ones(1000) * 2 + 1) == 8000
+
+    def three_alive():
+        a, b = torch.ones(1000), torch.ones(1000)
+        return a, b, a + b
+
+    assert peak_tensor_bytes(three_alive) == 12000
+
+    def one_at_a_time():
+        for _ in range(5):
+            torch.ones(1000)
+
+    assert peak_tensor_bytes(one_at_a_time) == 4000
+
+
+def test_peak_ignores_earlier_tensors_views_and_in_place_results():
+    x = torch.randn(1000)
+    assert peak_tensor_bytes(lambda: x + 1) == 4000  # x existed before: only the result counts
+    assert peak_tensor_bytes(lambda: (x.view(10, 100), x[::2], x.t())) == 0  # views share x's storage
+
+    def in_place():
+        y = x.clone()  # 4000
+        y.mul_(2).add_(1)  # the same storage
+        return y.view(-1)[:10]
+
+    assert peak_tensor_bytes(in_place) == 4000
+
+
+def test_peak_of_a_matrix_chain_is_its_largest_pair_and_is_reproducible():
+    a = torch.randn(64, 8)
+    # (64, 64) scores = 16384 bytes, then their softmax beside them, then (64, 8) out beside the softmax
+
+    def fn():
+        return torch.softmax(a @ a.T, dim=-1) @ a
+
+    assert peak_tensor_bytes(fn) == 2 * 64 * 64 * 4
+    assert peak_tensor_bytes(fn) == peak_tensor_bytes(fn)

@@ -1,14 +1,19 @@
 """The Attention chapter's graded questions: a correct solution (the plain formulas the references
 avoid) earns full points, each usual mistake fails at least one case with a measured error, and
 the references agree with computations done another way."""
+import cmath
+import dataclasses
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from seqcourse.grading import check, get_question, question_ids
+from seqcourse.grading import check, get_question, question_ids, run_student, score
 from seqcourse.grading.questions import attention
+from seqcourse.grading.registry import Case
+from seqcourse.models.online_softmax import online_softmax_update
+from seqcourse.models.relative_positions import apply_rotary
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -85,11 +90,47 @@ def bpe_merge(ids, V, *, tie="smallest", right_to_left=False, only_first=False):
     return counts, torch.tensor(merged, dtype=torch.float32)
 
 
+def rotary(x, positions, *, pairs="adjacent", exponent=lambda i, d: -2 * i / d, direction=1.0, swap=False,
+           given_positions=True):
+    """Rotary embedding with base 10000; the keyword arguments switch on the usual mistakes."""
+    d = x.shape[-1]
+    theta = torch.tensor([10000.0 ** exponent(i, d) for i in range(d // 2)], dtype=torch.float64)
+    t = positions if given_positions else torch.arange(x.shape[-2])
+    angle = direction * t.double().unsqueeze(1) * theta  # (T, d/2)
+    cos, sin = angle.cos().float(), angle.sin().float()
+    if swap:
+        cos, sin = sin, cos
+    if pairs == "adjacent":
+        a, b = x[..., 0::2], x[..., 1::2]
+        return torch.stack([a * cos - b * sin, a * sin + b * cos], -1).flatten(-2)
+    a, b = x[..., : d // 2], x[..., d // 2:]  # the "rotate half" layout: feature i with i + d/2
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], -1)
+
+
+def online_update(m, l, o, scores, V, *, rescale_o=True, rescale_l=True, sign=1.0, block_max_only=False,
+                  normalise=False, via_exp_m=False):
+    """One block of the online softmax; the keyword arguments switch on the usual mistakes."""
+    m_new = scores.amax(-1) if block_max_only else torch.maximum(m, scores.amax(-1))
+    if via_exp_m:  # the same algebra through e^m: overflows once scores pass ~88 in float32
+        l_new = (l * torch.exp(m) + torch.exp(scores).sum(-1)) / torch.exp(m_new)
+        o_new = (o * torch.exp(m).unsqueeze(-1) + torch.exp(scores) @ V) / torch.exp(m_new).unsqueeze(-1)
+        return m_new, l_new, o_new
+    p = torch.exp(scores - m_new.unsqueeze(-1))
+    alpha = torch.exp(sign * (m - m_new))
+    l_new = (alpha * l if rescale_l else l) + p.sum(-1)
+    o_new = (alpha.unsqueeze(-1) * o if rescale_o else o) + p @ V
+    if normalise:
+        o_new = o_new / l_new.unsqueeze(-1)
+    return m_new, l_new, o_new
+
+
 CORRECT = {
     "causal-attention": causal_attention,
     "multi-head-attention": multi_head,
     "sliding-window-mask": window_mask,
     "bpe-merge": bpe_merge,
+    "rotary-embedding": rotary,
+    "online-softmax-update": online_update,
 }
 
 
@@ -97,7 +138,8 @@ def test_the_questions_are_registered_with_their_points():
     assert {q.id for q in attention.QUESTIONS} == set(CORRECT)
     assert set(CORRECT) <= set(question_ids())
     assert {q.id: q.points for q in attention.QUESTIONS} == {
-        "causal-attention": 3, "multi-head-attention": 3, "sliding-window-mask": 2, "bpe-merge": 3}
+        "causal-attention": 3, "multi-head-attention": 3, "sliding-window-mask": 2, "bpe-merge": 3,
+        "rotary-embedding": 2, "online-softmax-update": 3}
 
 
 @pytest.mark.parametrize("question_id", sorted(CORRECT))
@@ -159,6 +201,26 @@ MISTAKES = {
     "bpe: merged right to left": ("bpe-merge", lambda ids, V: bpe_merge(ids, V, right_to_left=True), {1, 3}),
     "bpe: only the first occurrence merged": ("bpe-merge", lambda ids, V: bpe_merge(ids, V, only_first=True), {1, 2, 3, 5}),
     "bpe: counts transposed": ("bpe-merge", lambda ids, V: (bpe_merge(ids, V)[0].T, bpe_merge(ids, V)[1]), {1, 2, 3, 4, 5}),
+    "rotary: pairs (i, i + d/2) instead of (2i, 2i + 1)": (
+        "rotary-embedding", lambda x, t: rotary(x, t, pairs="half"), {2, 3, 4}),
+    "rotary: frequency exponent -i/d": (
+        "rotary-embedding", lambda x, t: rotary(x, t, exponent=lambda i, d: -i / d), {2, 3, 4}),
+    "rotary: frequency exponent +2i/d": (
+        "rotary-embedding", lambda x, t: rotary(x, t, exponent=lambda i, d: 2 * i / d), {2, 3, 4}),
+    "rotary: turned the wrong way": ("rotary-embedding", lambda x, t: rotary(x, t, direction=-1.0), {1, 2, 3, 4}),
+    "rotary: sine and cosine swapped": ("rotary-embedding", lambda x, t: rotary(x, t, swap=True), {1, 2, 3, 4}),
+    "rotary: positions 0 ... T - 1 instead of the given ones": (
+        "rotary-embedding", lambda x, t: rotary(x, t, given_positions=False), {1, 3, 4}),
+    "online: old output not rescaled": ("online-softmax-update", lambda *a: online_update(*a, rescale_o=False), {1, 3, 4, 5, 6}),
+    "online: normaliser not rescaled": ("online-softmax-update", lambda *a: online_update(*a, rescale_l=False), {1, 3, 4, 5, 6}),
+    "online: nothing rescaled": (
+        "online-softmax-update", lambda *a: online_update(*a, rescale_o=False, rescale_l=False), {1, 3, 4, 5, 6}),
+    "online: rescaled by e^(m' - m)": ("online-softmax-update", lambda *a: online_update(*a, sign=-1.0), {1, 2, 3, 4, 5, 6}),
+    "online: maximum of the block alone": (
+        "online-softmax-update", lambda *a: online_update(*a, block_max_only=True), {4, 5}),
+    "online: output normalised at every block": (
+        "online-softmax-update", lambda *a: online_update(*a, normalise=True), {1, 2, 3, 4, 5, 6}),
+    "online: the same algebra through e^m": ("online-softmax-update", lambda *a: online_update(*a, via_exp_m=True), {6}),
 }
 
 
@@ -170,6 +232,29 @@ def test_usual_mistake_fails_its_cases(name, capsys):
     failed = {case.index for case in result.cases if not case.passed}
     assert failed == failing, (name, failed, [c.message for c in result.cases])
     assert not result.passed and result.earned < get_question(question_id).points
+
+
+def fresh_draw(question, seed):
+    """The question with every case drawn again from another seed, as batch grading does to catch
+    hard-coded answers: the random cases must still pass a correct solution and fail each mistake."""
+    cases = tuple(Case(f"{case.name} [fresh draw]", case.build, seed=seed + i) for i, case in enumerate(question.cases))
+    return dataclasses.replace(question, cases=cases)
+
+
+FRESH = ("rotary-embedding", "online-softmax-update")
+
+
+@pytest.mark.parametrize("seed", [101, 20_000, 987_654])
+@pytest.mark.parametrize("question_id", FRESH)
+def test_fresh_draws_pass_the_correct_solution_and_catch_every_mistake(question_id, seed):
+    question = fresh_draw(get_question(question_id), seed)
+    result = score(question, run_student(question, CORRECT[question_id]))
+    assert result.passed, [c.message for c in result.cases]
+    for name, (qid, fn, failing) in MISTAKES.items():
+        if qid == question_id:
+            result = score(question, run_student(question, fn))
+            failed = {case.index for case in result.cases if not case.passed}
+            assert failed == failing, (name, seed, failed)
 
 
 def test_a_stub_is_not_attempted(capsys):
@@ -251,3 +336,57 @@ def test_checking_leaves_the_global_torch_rng_untouched(capsys):
     capsys.readouterr()
     assert result.passed
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_rotary_reference_equals_the_rotation_in_seqcourse(index):
+    inputs = attention.ROTARY_EMBEDDING.cases[index].inputs()
+    expected = apply_rotary(inputs["x"].double(), inputs["positions"])
+    torch.testing.assert_close(attention.ROTARY_EMBEDDING.reference(*inputs.values()), expected, rtol=0, atol=1e-13)
+
+
+def test_rotary_worked_example_by_hand():
+    got = attention.ROTARY_EMBEDDING.reference(*attention.ROTARY_EMBEDDING.cases[0].inputs().values())
+    # (1, 0) at t = 0 stays, (1, 0) at t = 1 turns by 1 radian, (0, 2) at t = 3 by 3 radians
+    turned = 2j * cmath.exp(3j)
+    expected = [[1.0, 0.0], [math.cos(1), math.sin(1)], [turned.real, turned.imag]]
+    torch.testing.assert_close(got[0], torch.tensor(expected, dtype=torch.float64))
+
+
+def test_rotary_cases_have_positions_that_are_not_0_to_T():
+    for seed in range(50):
+        for index in (2, 3):
+            case = attention.ROTARY_EMBEDDING.cases[index]
+            positions = Case(case.name, case.build, seed=seed).inputs()["positions"]
+            assert not torch.equal(positions, torch.arange(len(positions)))
+            assert len(set(positions.tolist())) == len(positions) and positions.max() <= 90
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_online_reference_equals_the_update_in_seqcourse(index):
+    inputs = {k: v.double() for k, v in attention.ONLINE_SOFTMAX_UPDATE.cases[index].inputs().items()}
+    expected = online_softmax_update(*inputs.values())
+    for got, want in zip(attention.ONLINE_SOFTMAX_UPDATE.reference(*inputs.values()), expected):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_online_worked_example_continues_to_the_softmax():
+    """After the update, o / l is softmax([1, 3, 4, 0]) . [1, 2, 3, 4]: the two blocks together."""
+    m, l, o = attention.ONLINE_SOFTMAX_UPDATE.reference(*attention.ONLINE_SOFTMAX_UPDATE.cases[0].inputs().values())
+    weights = torch.softmax(torch.tensor([1.0, 3.0, 4.0, 0.0], dtype=torch.float64), 0)
+    assert m.item() == 4.0
+    assert (o / l.unsqueeze(-1)).item() == pytest.approx((weights @ torch.tensor([1.0, 2.0, 3.0, 4.0]).double()).item(), abs=1e-7)
+    assert l.item() == pytest.approx(sum(math.exp(s - 4) for s in (1, 3, 4, 0)), abs=1e-7)
+
+
+def test_online_cases_are_built_as_their_names_say():
+    cases = attention.ONLINE_SOFTMAX_UPDATE.cases
+    for seed in range(30):
+        draw = {i: Case(cases[i].name, cases[i].build, seed=seed).inputs() for i in range(1, 6)}
+        rises = {i: draw[i]["scores"].amax(-1) > draw[i]["m"] for i in draw}
+        assert torch.isinf(draw[1]["m"]).all() and (draw[1]["l"] == 0).all()
+        assert rises[2].all() and rises[5].all()
+        assert rises[3].tolist() == [[True, False, True, False, False]]
+        assert torch.isinf(draw[4]["scores"][0, 0]).all() and torch.isinf(draw[4]["scores"]).any(-1).any()
+        assert torch.isfinite(draw[4]["m"]).all()
+        assert torch.isinf(torch.exp(draw[5]["scores"])).any()  # float32's exp overflows here

@@ -1,9 +1,11 @@
-"""The Transformer: positions, the pre/post-norm switch tied to its equations, causality, KV-cache
-generation against full recomputation, and use as a core inside the wrappers."""
+"""The Transformer: positions (sinusoidal, learned, rotary), the pre/post-norm switch tied to its
+equations, causality, KV-cache generation against full recomputation, and use as a core inside the
+wrappers; the default positions leave the model exactly as it was before rotary ones existed."""
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from seqcourse.models.attention import causal_mask
 from seqcourse.models.norm import LayerNorm
@@ -101,7 +103,7 @@ def _transformer(device, norm="pre", positions="sinusoidal", num_layers=2):
 
 
 @pytest.mark.parametrize("norm", ["pre", "post"])
-@pytest.mark.parametrize("positions", ["sinusoidal", "learned"])
+@pytest.mark.parametrize("positions", ["sinusoidal", "learned", "rotary"])
 def test_kv_cache_generation_equals_full_recomputation(norm, positions, device):
     model = _transformer(device, norm, positions)
     x = torch.randn(B, T, D, dtype=F64, device=device)
@@ -135,8 +137,9 @@ def test_readable_and_fast_attention_give_the_same_model(device):
     assert torch.all(weights[1][..., upper] == 0.0)
 
 
-def test_outputs_are_causal(device):
-    model = _transformer(device)
+@pytest.mark.parametrize("positions", ["sinusoidal", "rotary"])
+def test_outputs_are_causal(positions, device):
+    model = _transformer(device, positions=positions)
     x = torch.randn(B, T, D, dtype=F64, device=device)
     x2 = x.clone()
     x2[:, 3] += 1.0
@@ -200,7 +203,9 @@ def test_transformer_errors():
     with pytest.raises(ValueError, match="B=2"):
         model(torch.randn(2, 2, D), cache)
     with pytest.raises(ValueError, match="positions must be one of"):
-        Transformer(D, H, 1, NH, positions="rotary")
+        Transformer(D, H, 1, NH, positions="relative")
+    with pytest.raises(ValueError, match="head size d_model / n_heads must be even"):
+        Transformer(D, 6, 1, 2, positions="rotary")
     with pytest.raises(ValueError, match="divisible"):
         Transformer(D, H, 1, 3)
 
@@ -259,3 +264,58 @@ def test_forward_cached_checks_the_cache(device):
         block.forward_cached(x, (k, v[:, :, :3]))
     with pytest.raises(TypeError, match="past k must have dtype torch.float64"):
         block.forward_cached(x, (k.float(), v))
+
+
+def test_rotary_transformer_puts_positions_in_attention_only(device):
+    """positions="rotary": no parameter and nothing added to the input; every block's attention
+    rotates q and k (block by block, the same as the rotary layer applied by hand)."""
+    model = _transformer(device, positions="rotary")
+    plain = _transformer(device)
+    assert list(model.state_dict()) == list(plain.state_dict())
+    assert all(block.attn.rotary for block in model.blocks) and not any(b.attn.rotary for b in plain.blocks)
+    x = torch.randn(B, T, D, dtype=F64, device=device)
+    assert torch.equal(model.embed(x, 3), model.W_in(x))
+    h = model.W_in(x)
+    for block in model.blocks:
+        a, _ = block.attn(block.ln_1(h), causal=True)
+        h = h + a
+        h = h + block.mlp(block.ln_2(h))
+    torch.testing.assert_close(model(x)[0], model.ln_f(h))
+    # a block's keys for positions 3, 4, ...: what its cache holds there
+    block = model.blocks[0]
+    _, (k_cached, v_cached), _ = block.forward_cached(h[:, :T])
+    k3, v3 = block.kv(h[:, 3:T], start=3)
+    torch.testing.assert_close(k3, k_cached[:, :, 3:])
+    torch.testing.assert_close(v3, v_cached[:, :, 3:])
+    assert (block.kv(h[:, 3:T])[0] - k3).abs().max() > 1e-3  # at positions 0, 1, ... instead
+    # a model with rotary positions and one with sinusoids, same weights: different functions
+    plain.load_state_dict(model.state_dict())
+    assert (plain(x)[0] - model(x)[0]).abs().max() > 1e-3
+    assert "positions='rotary'" in repr(model)
+
+
+def test_default_positions_leave_the_model_unchanged():
+    """The default (sinusoidal) model has the parameters, the random draws and the operations it had
+    before rotary positions were added: the plain equations, op for op, give bitwise the same outputs."""
+    torch.manual_seed(7)
+    model = Transformer(D, H, 2, NH)
+    torch.manual_seed(7)  # the construction order: W_in, then each block (W_qkv, W_o, mlp), then ln_f
+    W_in = torch.nn.Linear(D, H)
+    blocks = [Block(H, NH) for _ in range(2)]
+    names = ["W_in.weight", "W_in.bias"] + [f"blocks.{i}.{p}" for i in range(2) for p in (
+        "ln_1.weight", "ln_1.bias", "attn.W_qkv", "attn.b_qkv", "attn.W_o", "attn.b_o", "ln_2.weight", "ln_2.bias",
+        "mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias")] + ["ln_f.weight", "ln_f.bias"]
+    assert list(model.state_dict()) == names
+    assert torch.equal(model.W_in.weight, W_in.weight)
+    for ours, fresh in zip(model.blocks, blocks):
+        for (name, p), q in zip(ours.state_dict().items(), fresh.state_dict().values()):
+            assert torch.equal(p, q), name
+    x = torch.randn(B, T, D)
+    h = model.W_in(x) + sinusoidal_positions(T, H)
+    for block in model.blocks:
+        attn = block.attn
+        q, k, v = (attn.split_heads(t) for t in F.linear(block.ln_1(h), attn.W_qkv, attn.b_qkv).split(H, dim=-1))
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        h = h + F.linear(attn.merge_heads(a), attn.W_o, attn.b_o)
+        h = h + block.mlp(block.ln_2(h))
+    assert torch.equal(model(x)[0], model.ln_f(h))

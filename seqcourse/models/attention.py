@@ -26,6 +26,11 @@ Multi-head attention on inputs x_q (B, T_q, D) and x_kv (B, T_k, D) (x_kv = x_q:
 ``torch.nn.functional.scaled_dot_product_attention`` (a fused, flash-attention kernel that never
 stores the (T_q, T_k) weights); ``fast=False`` runs the readable version and also returns the weights.
 ``copy_mha_from_torch`` copies a ``torch.nn.MultiheadAttention``'s weights; the tests compare them.
+
+``MultiHeadAttention(..., rotary=True)`` rotates every head's queries and keys by their positions
+before the scores (rotary position embeddings, ``relative_positions.apply_rotary``), so the scores
+depend on positions through i - j only: q_i -> R(q_i, i), k_j -> R(k_j, j). ``start`` says the
+position of the first row (a cache of T_past positions continues at start = T_past).
 """
 from __future__ import annotations
 
@@ -34,7 +39,8 @@ import math
 import torch
 from torch import nn
 
-from ..validation import expect_int, expect_model_tensor, expect_nonempty_time, expect_tensor, same_device
+from ..validation import expect_float, expect_int, expect_model_tensor, expect_nonempty_time, expect_tensor, same_device
+from .relative_positions import apply_rotary
 
 __all__ = [
     "MultiHeadAttention",
@@ -222,11 +228,24 @@ class MultiHeadAttention(nn.Module):
     torch's ``in_proj_weight``, nanoGPT's ``c_attn``); ``W_o`` (D, D), ``b_o`` (D,) the output
     projection. Biases are ``None`` when ``bias=False``. Initialisation as torch.nn.MultiheadAttention:
     W_qkv Xavier-uniform, W_o uniform in [-1/sqrt(D), 1/sqrt(D)], biases 0.
+
+    ``rotary=True`` (self-attention only; the head size must be even) rotates the queries and keys
+    of every head by their positions (rotary position embeddings with frequencies
+    ``rotary_base``^(-2i/hs)); it adds no parameter. ``rotary=False`` (the default) leaves them as
+    projected.
     """
 
-    def __init__(self, d_model: int, n_heads: int, bias: bool = True):
+    def __init__(self, d_model: int, n_heads: int, bias: bool = True, rotary: bool = False,
+                 rotary_base: float = 10000.0):
         super().__init__()
         self.d_model, self.n_heads, self.head_size = head_sizes(d_model, n_heads)
+        if not isinstance(rotary, bool):
+            raise TypeError(f"rotary must be True or False; got {type(rotary).__name__} {rotary!r}")
+        if rotary and self.head_size % 2:
+            raise ValueError(f"rotary embeddings rotate pairs of features, so the head size d_model / n_heads must "
+                             f"be even; got d_model={d_model}, n_heads={n_heads} (head size {self.head_size})")
+        self.rotary = rotary
+        self.rotary_base = expect_float(rotary_base, "rotary_base", positive=True)
         self.W_qkv = nn.Parameter(torch.empty(3 * d_model, d_model))
         self.b_qkv = nn.Parameter(torch.zeros(3 * d_model)) if bias else None
         self.W_o = nn.Parameter(torch.empty(d_model, d_model))
@@ -246,13 +265,26 @@ class MultiHeadAttention(nn.Module):
         expect_model_tensor(self, x, name, dims=("B", "T", "D"), size={"D": self.d_model})
         expect_nonempty_time(x, name)
 
-    def project(self, x_q: torch.Tensor, x_kv: torch.Tensor | None = None):
+    def _rotate(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """Heads (B, nh, T, hs) at positions start, ..., start + T - 1 -> rotated (rotary=True only)."""
+        positions = torch.arange(start, start + x.shape[2], device=x.device)
+        return apply_rotary(x, positions, self.rotary_base)
+
+    def project(self, x_q: torch.Tensor, x_kv: torch.Tensor | None = None, start: int = 0):
         """Q, K, V split into heads: x_q (B, T_q, D), x_kv (B, T_k, D) or None (self-attention)
-        -> q (B, nh, T_q, hs), k and v (B, nh, T_k, hs)."""
+        -> q (B, nh, T_q, hs), k and v (B, nh, T_k, hs).
+
+        With ``rotary=True`` (self-attention only) q and k come out rotated, row t at position
+        start + t; ``start`` is ignored otherwise.
+        """
         self._check_input(x_q, "x_q")
+        start = expect_int(start, "start", minimum=0)
         D = self.d_model
         if x_kv is None:  # self-attention: one matrix multiply for Q, K and V
             q, k, v = nn.functional.linear(x_q, self.W_qkv, self.b_qkv).split(D, dim=-1)  # 3 x (B, T, D)
+        elif self.rotary:
+            raise ValueError("rotary=True rotates queries and keys by positions on one axis, so it needs "
+                             "self-attention (x_kv=None); got a separate x_kv")
         else:
             self._check_input(x_kv, "x_kv")
             if x_kv.shape[0] != x_q.shape[0]:
@@ -262,14 +294,20 @@ class MultiHeadAttention(nn.Module):
             b_q, b_kv = (None, None) if self.b_qkv is None else (self.b_qkv[:D], self.b_qkv[D:])
             q = nn.functional.linear(x_q, self.W_qkv[:D], b_q)  # (B, T_q, D)
             k, v = nn.functional.linear(x_kv, self.W_qkv[D:], b_kv).split(D, dim=-1)  # (B, T_k, D) each
-        return self.split_heads(q), self.split_heads(k), self.split_heads(v)  # (B, nh, T, hs)
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)  # (B, nh, T, hs)
+        if self.rotary:
+            q, k = self._rotate(q, start), self._rotate(k, start)
+        return q, k, v
 
-    def project_kv(self, x_kv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x_kv (B, T_k, D) -> k, v (B, nh, T_k, hs) (what a KV cache stores)."""
+    def project_kv(self, x_kv: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """x_kv (B, T_k, D) -> k, v (B, nh, T_k, hs) (what a KV cache stores; with ``rotary=True``
+        k rotated, row t at position start + t)."""
         self._check_input(x_kv, "x_kv")
+        start = expect_int(start, "start", minimum=0)
         b_kv = None if self.b_qkv is None else self.b_qkv[self.d_model:]
         k, v = nn.functional.linear(x_kv, self.W_qkv[self.d_model:], b_kv).split(self.d_model, dim=-1)
-        return self.split_heads(k), self.split_heads(v)
+        k = self.split_heads(k)
+        return (self._rotate(k, start) if self.rotary else k), self.split_heads(v)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
                causal: bool = False, fast: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -319,17 +357,19 @@ class MultiHeadAttention(nn.Module):
         return nn.functional.linear(self.merge_heads(y), self.W_o, self.b_o), weights  # (B, T_q, D)
 
     def forward(self, x_q: torch.Tensor, x_kv: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                fast: bool = True, causal: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                fast: bool = True, causal: bool = False, start: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x_q (B, T_q, D), x_kv (B, T_k, D) or None for self-attention
         -> (out (B, T_q, D), weights (B, nh, T_q, T_k) when ``fast=False``, else None).
 
-        ``mask`` and ``causal`` as in ``attend``; ``fast`` picks the fused kernel (same function).
+        ``mask`` and ``causal`` as in ``attend``; ``fast`` picks the fused kernel (same function);
+        ``start``, the position of the first row, matters only with ``rotary=True``.
         """
-        q, k, v = self.project(x_q, x_kv)  # (B, nh, T, hs)
+        q, k, v = self.project(x_q, x_kv, start)  # (B, nh, T, hs)
         return self.attend(q, k, v, mask=mask, causal=causal, fast=fast)
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, n_heads={self.n_heads}, bias={self.b_qkv is not None}"
+        rotary = f", rotary=True, rotary_base={self.rotary_base:g}" if self.rotary else ""
+        return f"d_model={self.d_model}, n_heads={self.n_heads}, bias={self.b_qkv is not None}{rotary}"
 
 
 def copy_mha_from_torch(ours: MultiHeadAttention, theirs: nn.MultiheadAttention) -> None:

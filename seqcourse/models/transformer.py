@@ -11,7 +11,10 @@ Positions. Attention alone ignores order, so the input of the first block is
     h_0 = x W_in^T + b_in + P_t,     P (T, H),
 
 with P either learned (a parameter, up to ``max_len`` positions) or sinusoidal:
-P[t, 2i] = sin(t / 10000^(2i/H)), P[t, 2i+1] = cos(t / 10000^(2i/H)).
+P[t, 2i] = sin(t / 10000^(2i/H)), P[t, 2i+1] = cos(t / 10000^(2i/H)). With ``positions="rotary"``
+nothing is added (h_0 = x W_in^T + b_in): instead every block's attention rotates its queries and
+keys by their positions (rotary position embeddings, Su et al. 2021; ``relative_positions``), so
+the scores depend on i - j only.
 
 A block has two sublayers, causal multi-head self-attention A and a feed-forward network
 F(h) = W_2 GELU(W_1 h + b_1) + b_2, each with a residual connection and a LayerNorm, placed either
@@ -39,7 +42,7 @@ from .norm import LayerNorm
 __all__ = ["NORMS", "POSITIONS", "Block", "ResidualBlock", "Transformer", "sinusoidal_positions"]
 
 NORMS = ("pre", "post")
-POSITIONS = ("sinusoidal", "learned")
+POSITIONS = ("sinusoidal", "learned", "rotary")
 
 
 def sinusoidal_positions(T: int, d: int, start: int = 0, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -101,10 +104,11 @@ class Block(ResidualBlock):
 
     ``norm="pre"``: h = x + A(LN_1(x)), y = h + F(LN_2(h)); ``norm="post"``: h = LN_1(x + A(x)),
     y = LN_2(h + F(h)), with A a ``MultiHeadAttention`` (``attn``) and F the feed-forward ``mlp``.
+    ``rotary=True`` makes A rotate its queries and keys by their positions (rotary embeddings).
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, norm: str = "pre"):
-        super().__init__(d_model, MultiHeadAttention(d_model, n_heads), d_ff, norm)
+    def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, norm: str = "pre", rotary: bool = False):
+        super().__init__(d_model, MultiHeadAttention(d_model, n_heads, rotary=rotary), d_ff, norm)
 
     def _check(self, x) -> None:
         expect_model_tensor(self, x, "x", dims=("B", "T", "H"), size={"H": self.d_model})
@@ -112,7 +116,8 @@ class Block(ResidualBlock):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, T, H), mask bool (T, T) / (B, T, T) / (B, 1, T) or None (every position sees every
-        other; pass ``causal_mask(T)`` for a decoder) -> y (B, T, H)."""
+        other; pass ``causal_mask(T)`` for a decoder) -> y (B, T, H). A rotary block puts x at
+        positions 0, ..., T - 1."""
         self._check(x)
         y, _ = self.sublayers(x, lambda h: self.attn(h, mask=mask))
         return y
@@ -122,14 +127,16 @@ class Block(ResidualBlock):
         past = (k, v) each (B, nh, T_past, hs) or None
         -> (y (B, T, H), (k, v) each (B, nh, T_past + T, hs), weights (B, nh, T, T_past + T) or None).
 
-        ``weights`` are returned when ``fast=False`` (the readable attention), else None.
+        ``weights`` are returned when ``fast=False`` (the readable attention), else None. A rotary
+        block puts x at positions T_past, ..., T_past + T - 1 (the cached keys are stored rotated).
         """
         self._check(x)
         if past is not None:
             self._check_past(past, x.shape[0])
+        start = 0 if past is None else past[0].shape[2]
 
         def attention(h):
-            q, k, v = self.attn.project(h)  # (B, nh, T, hs)
+            q, k, v = self.attn.project(h, start=start)  # (B, nh, T, hs)
             if past is not None:
                 k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, nh, T_past + T, hs)
             a, weights = self.attn.attend(q, k, v, causal=h.shape[1] > 1, fast=fast)
@@ -150,11 +157,12 @@ class Block(ResidualBlock):
             raise ValueError(f"past k and past v must hold the same number of positions T_past; "
                              f"got {past[0].shape[2]} and {past[1].shape[2]}")
 
-    def kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def kv(self, x: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """The keys and values this block's attention computes from block inputs x (B, T, H):
-        (k, v) each (B, nh, T, hs). (Transformer-XL recomputes them from its memory.)"""
+        (k, v) each (B, nh, T, hs), a rotary block's keys rotated to positions start, start + 1, ...
+        (Transformer-XL recomputes them from its memory.)"""
         self._check(x)
-        return self.attn.project_kv(self.attention_input(x))
+        return self.attn.project_kv(self.attention_input(x), start)
 
 
 class Transformer(nn.Module):
@@ -163,8 +171,9 @@ class Transformer(nn.Module):
     ``outputs[:, t]`` depends on x[:, :t+1] only. The cache (the "state") is a tuple with one (k, v)
     pair per block, each (B, nh, T_seen, hs); passing it back continues the sequence at position
     T_seen. Parameters: ``W_in`` (Linear(D, H): for one-hot inputs, a table of token embeddings),
-    ``P`` (max_len, H) when ``positions="learned"`` (sinusoidal positions need no parameter and no
-    limit), ``blocks`` (L ``Block``), and ``ln_f`` (LayerNorm, pre-norm only; None for post-norm).
+    ``P`` (max_len, H) when ``positions="learned"`` (sinusoidal and rotary positions need no parameter
+    and no limit), ``blocks`` (L ``Block``, rotary when ``positions="rotary"``), and ``ln_f``
+    (LayerNorm, pre-norm only; None for post-norm).
     ``fast`` (attribute, default True) runs attention through the fused kernel.
     """
 
@@ -181,12 +190,16 @@ class Transformer(nn.Module):
         self.fast = True
         self.W_in = nn.Linear(input_size, hidden_size)
         self.P = nn.Parameter(0.02 * torch.randn(max_len, hidden_size)) if positions == "learned" else None
-        self.blocks = nn.ModuleList(Block(hidden_size, n_heads, d_ff, norm) for _ in range(num_layers))
+        rotary = positions == "rotary"
+        self.blocks = nn.ModuleList(Block(hidden_size, n_heads, d_ff, norm, rotary) for _ in range(num_layers))
         self.ln_f = LayerNorm(hidden_size) if norm == "pre" else None
 
     def embed(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        """h_0 = x W_in^T + b_in + P_t for t = start, ..., start + T - 1: x (B, T, D) -> (B, T, H)."""
+        """h_0 = x W_in^T + b_in + P_t for t = start, ..., start + T - 1: x (B, T, D) -> (B, T, H)
+        (rotary positions: h_0 = x W_in^T + b_in, the blocks rotate by position)."""
         T = x.shape[1]
+        if self.positions == "rotary":
+            return self.W_in(x)  # (B, T, H)
         if self.P is None:
             P = sinusoidal_positions(T, self.hidden_size, start, device=x.device, dtype=x.dtype)
         else:
