@@ -33,7 +33,8 @@ def _lengths(device):
 
 
 def _batch(device, n=4, length=5, min_length=1, seed=0):
-    src, tgt_in, tgt_out = reverse_task(n, length, V, min_length=min_length, generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    src, tgt_in, tgt_out = reverse_task(n, length, V, min_length=min_length, generator=generator)
     return src.to(device), tgt_in.to(device), tgt_out.to(device)
 
 

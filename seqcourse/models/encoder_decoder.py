@@ -67,10 +67,10 @@ class DecoderBlock(ResidualBlock):
         """pre-norm: x + sublayer(LN(x));  post-norm: LN(x + sublayer(x))."""
         return x + sublayer(ln(x)) if self.norm == "pre" else ln(x + sublayer(x))
 
-    def forward(self, y: torch.Tensor, memory: torch.Tensor, source_mask: torch.Tensor | None = None,
+    def forward(self, y: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None = None,
                 fast: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """y (B, T, D), memory (B, S, D), source_mask bool (B, 1, S) (True at real source tokens,
-        ``attention.padding_mask``) or None (every source position is real)
+        """y (B, T, D), memory (B, S, D), mask bool (B, 1, S): the source mask, True at real source
+        tokens (``attention.padding_mask``), or None (every source position is real)
         -> (y' (B, T, D), cross-attention weights (B, nh, T, S), or None when ``fast``)."""
         expect_model_tensor(self, y, "y", dims=("B", "T", "D"), size={"D": self.d_model})
         expect_nonempty_time(y, "y")
@@ -80,7 +80,7 @@ class DecoderBlock(ResidualBlock):
 
         def cross_attention(h):
             q, k, v = self.cross_attn.project(h, memory)  # q (B, nh, T, hs), k, v (B, nh, S, hs)
-            out, cross["weights"] = self.cross_attn.attend(q, k, v, mask=source_mask, fast=fast)
+            out, cross["weights"] = self.cross_attn.attend(q, k, v, mask=mask, fast=fast)
             return out
 
         h = self._residual(y, lambda x: self.attn(x, causal=True, fast=fast)[0], self.ln_1)
@@ -102,8 +102,9 @@ class TransformerSeq2Seq(nn.Module):
       ``return_attention=True`` (logits, cross-attention weights (B, L, nh, T, S)): block l's head i's
       weight of target position t on source position j, zero at PAD, rows summing to 1.
     * ``greedy(src, max_len, return_attention=False)`` -> ids (B, max_len): BOS first, then each
-      step's argmax fed back (the decoder re-reads the whole prefix at every step: at these lengths
-      that costs less than keeping a cache); after a sequence's EOS its ids are PAD. With
+      step's argmax fed back; the encoder runs once and the decoder re-reads the whole prefix at
+      every step (no key-value cache: simpler, and cheap at the course's lengths; the decoder-only
+      ``transformer.Transformer`` shows the cache). After a sequence's EOS its ids are PAD. With
       ``return_attention=True``: (ids, weights (B, L, nh, max_len, S)).
     * ``encode(src)`` -> (memory (B, S, D), source mask (B, 1, S)).
     """
