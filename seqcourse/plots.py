@@ -19,6 +19,10 @@ The Gradients chapter adds:
     loss_curves({name: losses}, baseline=None)          several training runs on one axes
     eigenvalue_plot({name: eigenvalues})                eigenvalues in the complex plane, unit circle
     metric_vs_length(lengths, {name: scores})           a score against sequence length, a baseline
+
+The Attention chapter adds:
+
+    attention_heads(weights (L, nh, T, S), ...)         one heatmap per layer and head, e.g. cross-attention
 """
 from __future__ import annotations
 
@@ -30,12 +34,13 @@ from matplotlib.figure import Figure
 
 __all__ = [
     "hidden_state_heatmap", "loss_curve", "accuracy_bars", "memory_vs_length",
-    "gradient_norms", "loss_curves", "eigenvalue_plot", "metric_vs_length",
+    "gradient_norms", "loss_curves", "eigenvalue_plot", "metric_vs_length", "attention_heads",
 ]
 
 
-def _as_array(values, name: str, ndim: int) -> np.ndarray:
-    """Turn a tensor, array or nested list into a float ndarray of rank ``ndim``, or raise."""
+def _as_array(values, name: str, ndim: int, shape: str | None = None) -> np.ndarray:
+    """Turn a tensor, array or nested list into a float ndarray of rank ``ndim``, or raise
+    (``shape`` names the expected axes in the message; default "(T, H)" for rank 2, "(N,)" otherwise)."""
     if hasattr(values, "detach"):  # a torch tensor, possibly on a GPU or requiring grad
         values = values.detach().cpu().numpy()
     try:
@@ -43,7 +48,7 @@ def _as_array(values, name: str, ndim: int) -> np.ndarray:
     except (TypeError, ValueError) as error:
         raise TypeError(f"{name} must be numbers (a tensor, array or list); got {type(values).__name__}") from error
     if array.ndim != ndim:
-        shape = "(T, H)" if ndim == 2 else "(N,)"
+        shape = shape or ("(T, H)" if ndim == 2 else "(N,)")
         raise ValueError(f"{name} must have shape {shape} (rank {ndim}); got shape {array.shape} (rank {array.ndim})")
     if array.size == 0:
         raise ValueError(f"{name} is empty; nothing to plot")
@@ -345,4 +350,69 @@ def metric_vs_length(lengths, curves, *, baseline=None, baseline_label: str = "b
     if title:
         ax.set_title(title)
     ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+# ---- the Attention chapter -------------------------------------------------------------------
+
+
+def _tick_labels(labels, n: int, name: str, axis: str) -> list[str]:
+    if labels is None:
+        return [str(i) for i in range(1, n + 1)]
+    labels = [str(label) for label in labels]
+    if len(labels) != n:
+        raise ValueError(f"{name} must give one label per {axis}: the weights have {n}, got {len(labels)} labels")
+    return labels
+
+
+def attention_heads(weights, *, source_labels: Sequence[str] | None = None,
+                    target_labels: Sequence[str] | None = None, highlight: Sequence[tuple[int, int]] = (),
+                    title: str | None = None, panel_size: float = 1.9) -> Figure:
+    """Every head's attention weights at once: a grid of heatmaps, row l = layer l, column i = head i.
+
+    Args:
+        weights: shape (L, nh, T, S): for layer l and head i, the weight of query (target) position t
+            on key (source) position j, e.g. ``TransformerSeq2Seq.greedy(..., return_attention=True)[1][b]``
+            for one sequence b. Values lie in [0, 1] (rows sum to 1), the colour scale.
+        source_labels: S tick labels for the keys (the source tokens); default ``1 ... S``.
+        target_labels: T tick labels for the queries (the tokens written); default ``1 ... T``.
+        highlight: (layer, head) pairs, counted from 0, whose panels get a red frame (e.g. the heads
+            a measurement picked out).
+        title: optional figure title.   panel_size: inches per panel.
+
+    Returns:
+        The figure: L * nh axes in row-major order (layer, then head), each holding one image whose
+        array is ``weights[l, i]`` and titled "layer l+1, head i+1", then one colour bar.
+    """
+    array = _as_array(weights, "weights", ndim=4, shape="(L, nh, T, S)")
+    layers, heads, T, S = array.shape
+    x_labels = _tick_labels(source_labels, S, "source_labels", "source position")
+    y_labels = _tick_labels(target_labels, T, "target_labels", "target position")
+    framed = set()
+    for pair in highlight:
+        l, i = pair
+        if not (0 <= l < layers and 0 <= i < heads):
+            raise ValueError(f"highlight names (layer {l}, head {i}), but the weights have {layers} layers "
+                             f"and {heads} heads (counted from 0)")
+        framed.add((l, i))
+    fig, axes = plt.subplots(layers, heads, squeeze=False, layout="constrained",
+                             figsize=(0.6 + panel_size * heads * max(1.0, S / T), 0.4 + panel_size * layers))
+    plt.close(fig)  # returned, not shown (module docstring)
+    for l in range(layers):
+        for i in range(heads):
+            ax = axes[l, i]
+            image = ax.imshow(array[l, i], cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_title(f"layer {l + 1}, head {i + 1}", fontsize="small",
+                         color="tab:red" if (l, i) in framed else "black")
+            ax.set_xticks(range(S), x_labels if l == layers - 1 else [""] * S, fontsize="x-small")
+            ax.set_yticks(range(T), y_labels if i == 0 else [""] * T, fontsize="x-small")
+            if (l, i) in framed:
+                for spine in ax.spines.values():
+                    spine.set(color="tab:red", linewidth=2.5)
+        axes[l, 0].set_ylabel("target", fontsize="small")
+    for ax in axes[-1]:
+        ax.set_xlabel("source", fontsize="small")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
+    if title:
+        fig.suptitle(title)
     return fig

@@ -41,8 +41,8 @@ def test_toc_lists_the_whole_course_in_order():
     assert toc_entries() == [
         "book/intro", "book/running", "book/troubleshooting",
         "book/01_recurrence", "book/02_gradients", "book/03_gating", "book/04_convolutions",
-        "book/05_attention", "book/06_state_space", "book/07_normalization", "book/08_comparison",
-        "book/08b_recall",
+        "book/05_attention", "book/05b_transformer_at_work", "book/06_state_space", "book/07_normalization",
+        "book/08_comparison", "book/08b_recall",
         "book/exercises", "book/instructors", "book/glossary", "book/references",
         "book/api_data", "book/api_models", "book/api_measure", "book/api_tools",
     ]

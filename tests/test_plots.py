@@ -125,6 +125,7 @@ def test_helpers_leave_no_open_pyplot_figures():
     before = plt.get_fignums()
     plots.loss_curve([1.0, 2.0])
     plots.hidden_state_heatmap(np.zeros((2, 2)))
+    plots.attention_heads(np.full((1, 1, 2, 2), 0.5))
     assert plt.get_fignums() == before
 
 
@@ -140,3 +141,39 @@ def test_metric_vs_length_draws_a_band_per_spread_and_checks_its_size():
         plots.metric_vs_length([4, 16], {"a": [0.9, 0.5]}, spread={"c": ([0, 0], [1, 1])})
     with pytest.raises(ValueError, match="needs 2 lows"):
         plots.metric_vs_length([4, 16], {"a": [0.9, 0.5]}, spread={"a": ([0], [1])})
+
+
+def test_attention_heads_one_panel_per_layer_and_head():
+    weights = torch.softmax(torch.randn(2, 3, 4, 5), dim=-1)  # (L=2, nh=3, T=4, S=5)
+    fig = plots.attention_heads(weights, source_labels=list("abcde"), target_labels=list("wxyz"),
+                                highlight=[(1, 2)], title="cross-attention")
+    panels, colour_bar = fig.axes[:6], fig.axes[6:]
+    assert len(colour_bar) == 1 and colour_bar[0].get_ylabel() == "attention weight"
+    for k, ax in enumerate(panels):
+        l, i = divmod(k, 3)
+        np.testing.assert_allclose(np.asarray(ax.images[0].get_array()), weights[l, i].numpy(), rtol=1e-6)
+        assert ax.images[0].get_clim() == (0.0, 1.0)
+        assert ax.get_title() == f"layer {l + 1}, head {i + 1}"
+        assert (ax.spines["left"].get_linewidth() == 2.5) == ((l, i) == (1, 2))  # only the highlighted head
+    assert [t.get_text() for t in panels[3].get_xticklabels()] == list("abcde")  # bottom row: source tokens
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == list("wxyz")  # first column: targets
+    assert fig._suptitle.get_text() == "cross-attention"
+
+
+def test_attention_heads_default_labels_count_from_one():
+    fig = plots.attention_heads(np.full((1, 2, 2, 3), 1 / 3))
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1", "2", "3"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["1", "2"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"weights": np.zeros((2, 4, 5))}, r"shape \(L, nh, T, S\)"),
+    ({"weights": np.zeros((1, 1, 0, 3))}, "empty"),
+    ({"weights": np.zeros((1, 2, 2, 3)), "source_labels": ["a", "b"]}, "one label per source position"),
+    ({"weights": np.zeros((1, 2, 2, 3)), "target_labels": ["a"]}, "one label per target position"),
+    ({"weights": np.zeros((1, 2, 2, 3)), "highlight": [(0, 2)]}, r"1 layers and 2 heads"),
+])
+def test_attention_heads_rejects_bad_input(kwargs, match):
+    weights = kwargs.pop("weights")
+    with pytest.raises(ValueError, match=match):
+        plots.attention_heads(weights, **kwargs)

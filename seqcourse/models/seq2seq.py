@@ -53,7 +53,7 @@ from ..validation import expect_ids, expect_int, expect_tensor, module_dtype_dev
 from .gated import GRU, LSTM
 from .rnn import RNN
 
-__all__ = ["Seq2Seq", "exact_match", "seq2seq_loss"]
+__all__ = ["Seq2Seq", "exact_match", "seq2seq_loss", "source_mask"]
 
 _CELLS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
 _ATTENTION = (None, "additive", "dot")
@@ -70,6 +70,23 @@ def _keep_where(mask: torch.Tensor, new, old):
     if isinstance(new, tuple):
         return tuple(torch.where(m, n, o) for n, o in zip(new, old))
     return torch.where(m, new, old)
+
+
+def source_mask(src: torch.Tensor, src_vocab: int, device=None) -> torch.Tensor:
+    """Check a batch of source ids and return where its real tokens are: src (B, S) long, ids in
+    [0, src_vocab), on ``device``, S >= 1, every row starting with a token and padded with PAD only
+    on the right -> bool (B, S), True at real tokens. Every encoder–decoder of the course reads its
+    source through this check."""
+    expect_ids(src, "src", src_vocab, device=device)
+    if src.shape[1] == 0:
+        raise ValueError("src must have at least one step (S >= 1)")
+    mask = src != PAD
+    if not mask[:, 0].all():
+        raise ValueError(f"every source sequence needs at least one token; some start with PAD={PAD}")
+    if (mask[:, 1:] & ~mask[:, :-1]).any():
+        raise ValueError(f"src may hold PAD={PAD} only after its last token (right padding); "
+                         "found a token after a PAD")
+    return mask
 
 
 class Seq2Seq(nn.Module):
@@ -123,17 +140,7 @@ class Seq2Seq(nn.Module):
         return torch.stack(memory, dim=1), state
 
     def _source_mask(self, src: torch.Tensor) -> torch.Tensor:
-        _, device = module_dtype_device(self)
-        expect_ids(src, "src", self.src_vocab, device=device)
-        if src.shape[1] == 0:
-            raise ValueError("src must have at least one step (S >= 1)")
-        mask = src != PAD
-        if not mask[:, 0].all():
-            raise ValueError(f"every source sequence needs at least one token; some start with PAD={PAD}")
-        if (mask[:, 1:] & ~mask[:, :-1]).any():
-            raise ValueError(f"src may hold PAD={PAD} only after its last token (right padding); "
-                             "found a token after a PAD")
-        return mask
+        return source_mask(src, self.src_vocab, module_dtype_device(self)[1])
 
     # ---- decoder ------------------------------------------------------------------------------
 
