@@ -118,6 +118,13 @@ def stat(name: str, metric: str, size: str | None = None) -> Stat:
     return Stat(_section(name, size or _size())["values"][metric], experiment.fmt)
 
 
+def recorded_range(name: str, metrics: Sequence[str], size: str | None = None) -> tuple[list[float], list[float]]:
+    """(lows, highs): the smallest and largest recorded value of each of ``metrics`` over the seeds,
+    in order, e.g. to draw the spread behind a live run (``plots.metric_vs_length(spread=...)``)."""
+    stats = [stat(name, metric, size) for metric in metrics]
+    return [s.min for s in stats], [s.max for s in stats]
+
+
 def summary(name: str, size: str | None = None) -> None:
     """Print the recorded statistics of every metric of experiment ``name``, and how often each
     claim held: the table the prose quotes (deterministic, so its cell is compared digit for digit)."""
