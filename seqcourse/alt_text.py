@@ -46,7 +46,8 @@ def _axis(ax, which: str) -> str:
     scale = axis.get_scale()
     if not label and scale == "linear":
         return ""
-    return f"{which} axis: {label or 'unlabelled'}" + (f" ({scale} scale)" if scale != "linear" else "")
+    said = scale == "linear" or scale in label.lower()  # "MSE (log scale)" needs no second note
+    return f"{which} axis: {label or 'unlabelled'}" + ("" if said else f" ({scale} scale)")
 
 
 def _kind(ax) -> str:

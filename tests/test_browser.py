@@ -49,6 +49,9 @@ from book_toc import toc_entries
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 SCREENSHOTS = ROOT / "_build" / "browser"
+PHONE_SCREENSHOTS = SCREENSHOTS / "phone"
+AXE = ROOT / "_build" / "vendor" / "axe-core" / "axe.min.js"  # offline_assets.TEST_PACKAGES
+KEYBOARD_PAGE = "book/04_convolutions.html"  # a chapter with sliders and toggle buttons: tabbed through
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
@@ -117,6 +120,134 @@ _WIDGETS = """(selector) => {
 }"""
 
 
+# --- Every reader: accessibility, alt text, dark mode, phones, keyboard. -------------------------
+
+# axe-core (injected from the pinned copy) on the whole page: the violations of its default rule
+# set (WCAG 2.x A and AA, and best practices), as [{id, impact, help, nodes: [target]}].
+_AXE = """async () => {
+  const result = await axe.run(document, {resultTypes: ['violations']});
+  return result.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                      nodes: v.nodes.map(n => n.target.join(' '))}));
+}"""
+IMPACTS = ("critical", "serious", "moderate", "minor")
+FAILING_IMPACTS = ("critical", "serious")
+
+# The images of the page's content (the theme's logos and icons are its business): src and alt.
+_CONTENT_IMAGES = """() => [...(document.querySelector('main') || document.body).querySelectorAll('img')]
+  .filter(image => image.getClientRects().length > 0)
+  .map(image => ({src: (image.currentSrc || image.src).slice(0, 120), alt: image.getAttribute('alt')}))"""
+# The theme's search fields (buttons that open the search dialog), by the part of the page they
+# are in; the book wants one, in the primary sidebar, where sphinx-book-theme puts it.
+_SEARCH_FIELDS = """() => [...document.querySelectorAll('.search-button-field')].map(e =>
+  e.closest('.bd-sidebar-primary') ? 'primary sidebar' : e.closest('header') ? 'header' : 'elsewhere')"""
+# Alt text that is a file name or path says nothing about what the figure shows.
+_FILE_NAME_ALT = re.compile(r"(^|/)[^\s/]+\.(png|jpe?g|gif|svg|webp)$|^\.\.?/|^data:|^blob:", re.IGNORECASE)
+
+# Dark mode: for each content image, its pixels (scaled into a small canvas) and the colour it is
+# drawn on (its own background, or the first ancestor's that is not transparent). An image with a
+# transparent background whose ink is dark is unreadable on a dark backdrop.
+_DARK_FIGURES = """() => {
+  const luminance = ([r, g, b]) => {
+    const lin = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+  };
+  const backdrop = element => {
+    for (let e = element; e; e = e.parentElement) {
+      const m = getComputedStyle(e).backgroundColor.match(/[\\d.]+/g).map(Number);
+      if (m.length < 4 || m[3] > 0.5) return m.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const root = document.querySelector('main') || document.body;
+  return [...root.querySelectorAll('img')].filter(i => i.complete && i.naturalWidth > 0 && i.getClientRects().length)
+    .map(image => {
+      const scale = Math.min(1, 300 / image.naturalWidth);
+      const canvas = document.createElement('canvas');
+      canvas.width = Math.max(1, Math.round(image.naturalWidth * scale));
+      canvas.height = Math.max(1, Math.round(image.naturalHeight * scale));
+      const context = canvas.getContext('2d', {willReadFrequently: true});
+      context.drawImage(image, 0, 0, canvas.width, canvas.height);
+      let pixels;
+      try { pixels = context.getImageData(0, 0, canvas.width, canvas.height).data; }
+      catch (error) { return {src: image.src.slice(0, 120), unreadable: true}; }
+      let transparent = 0, opaque = 0, dark = 0;
+      for (let i = 0; i < pixels.length; i += 4) {
+        if (pixels[i + 3] < 128) { transparent++; continue; }
+        opaque++;
+        if (luminance([pixels[i], pixels[i + 1], pixels[i + 2]]) < 0.1) dark++;
+      }
+      const total = pixels.length / 4;
+      return {src: (image.currentSrc || image.src).slice(0, 120), transparent: transparent / total,
+              darkInk: opaque ? dark / total : 0, backdrop: luminance(backdrop(image))};
+    });
+}"""
+DARK_TRANSPARENT = 0.05  # an image with more transparent pixels than this shows its backdrop
+DARK_INK = 0.002         # ... and with more dark pixels than this has dark text or lines
+DARK_BACKDROP = 0.4      # ... which a backdrop darker than this (relative luminance) hides
+
+# Phones: does the page scroll sideways, and what sticks out of the screen or out of its own box
+# without a scroll bar of its own (code, tables, display math, figures)?
+_PHONE = """() => {
+  const width = document.documentElement.clientWidth;
+  const overflow = e => getComputedStyle(e).overflowX;
+  const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
+                    (e.classList.length ? '.' + [...e.classList].slice(0, 2).join('.') : '') +
+                    ' "' + e.textContent.trim().replace(/\\s+/g, ' ').slice(0, 40) + '"';
+  const contained = e => { for (let a = e.parentElement; a && a !== document.body; a = a.parentElement)
+                             if (overflow(a) !== 'visible' || getComputedStyle(a).position === 'fixed') return true;
+                           return false; };
+  // What sticks out past the right edge of the screen, not inside a box of its own (innermost).
+  const past = [...document.querySelectorAll('body *')].filter(e => e.getClientRects().length
+    && e.getBoundingClientRect().right > width + 1 && getComputedStyle(e).position !== 'fixed' && !contained(e));
+  const sticking = past.filter(e => !past.some(o => o !== e && e.contains(o)))
+                       .map(e => name(e) + ' reaches ' + Math.round(e.getBoundingClientRect().right) + ' px');
+  // Wide content whose box neither scrolls nor sits in a box that does.
+  const scrolls = e => ['auto', 'scroll'].includes(overflow(e));
+  const inScroller = e => { for (let a = e.parentElement; a && a !== document.body; a = a.parentElement)
+                              if (scrolls(a)) return true; return false; };
+  const spilling = [...document.querySelectorAll('pre, table, mjx-container[display="true"], div.math, img')]
+    .filter(e => e.getClientRects().length && e.scrollWidth > e.clientWidth + 1 && !scrolls(e) && !inScroller(e))
+    .map(e => name(e) + ' is ' + e.scrollWidth + ' px wide in a ' + e.clientWidth + ' px box that does not scroll');
+  return {scrollWidth: document.documentElement.scrollWidth, width,
+          sticking: sticking.slice(0, 5), spilling: spilling.slice(0, 10)};
+}"""
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+
+# A control's name as a reader hears it, roughly: aria-label, the text of aria-labelledby, its text.
+_NAME = """const nameOf = e => {
+  const by = (e.getAttribute('aria-labelledby') || '').split(' ').filter(Boolean)
+               .map(id => (document.getElementById(id) || {textContent: ''}).textContent).join(' ');
+  const text = e.getAttribute('aria-label') || by || e.textContent || e.getAttribute('title') || e.getAttribute('href') || '';
+  return (e.getAttribute('role') || e.tagName.toLowerCase()) + ' "' + text.trim().replace(/\\s+/g, ' ').slice(0, 60) + '"';
+};"""
+# Keyboard: every control a reader can see, in document order (links, buttons, fields, widget
+# controls, anything made focusable), numbered so that each Tab stop can be matched to it.
+_FOCUSABLE = """() => {""" + _NAME + """
+  const selector = 'a[href], button, input, select, textarea, summary, [tabindex], [contenteditable="true"]';
+  const shown = e => e.getClientRects().length > 0 && getComputedStyle(e).visibility === 'visible'
+                     && !e.closest('[inert], dialog:not([open]), [aria-hidden="true"]') && !e.disabled;
+  const controls = [...document.querySelectorAll(selector)].filter(e => e.tabIndex >= 0 && shown(e));
+  controls.forEach((e, i) => { e.dataset.tabIndexInDocument = i; });
+  return controls.map(nameOf);
+}"""
+# The element that has focus after a Tab: where it stands in the document, what it is, and
+# whether it shows a focus ring (a visible outline, or a box-shadow, that the unfocused element
+# lacks).
+_FOCUSED = """() => {""" + _NAME + """
+  const e = document.activeElement;
+  if (!e || e === document.body) return null;
+  const style = getComputedStyle(e);
+  const visible = color => !/^(transparent|rgba\\(.*,\\s*0\\))$/.test(color);
+  const outline = style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 1 && visible(style.outlineColor);
+  const shadow = style.boxShadow !== 'none' && visible(style.boxShadow.replace(/\\)\\s.*$/, ')'));
+  const all = [...document.querySelectorAll('*')];
+  return {index: e.dataset.tabIndexInDocument === undefined ? null : Number(e.dataset.tabIndexInDocument),
+          position: all.indexOf(e), ring: outline || shadow, name: nameOf(e)};
+}"""
+MAX_TABS = 800
+
+
 @dataclasses.dataclass
 class Problem:
     kind: str
@@ -134,6 +265,11 @@ class PageReport:
     internal_links: int = 0
     widget_views: int = 0
     external_links: list[str] = dataclasses.field(default_factory=list)
+    axe: dict[str, int] = dataclasses.field(default_factory=dict)  # impact -> violating nodes
+    alt_texts: list[str] = dataclasses.field(default_factory=list)
+    phone_scroll_width: int = 0
+    tab_stops: int = 0  # controls reached with Tab, when the keyboard was checked
+    search_fields: list[str] = dataclasses.field(default_factory=list)  # where each one is
     seconds: float = 0.0
 
     def kinds(self) -> set[str]:
@@ -205,8 +341,11 @@ def _check_links(hrefs: list[str], base: str, html_dir: Path, report: PageReport
 
 
 def check_page(context, base: str, html_dir: Path, page_path: str, outside: list[str],
-               screenshot: Path | None = None, wait_ms: int = WAIT_MS) -> PageReport:
+               screenshot: Path | None = None, wait_ms: int = WAIT_MS, phone_screenshot: Path | None = None,
+               keyboard: bool = False) -> PageReport:
     """Open one page in ``context`` (whose routing records outside requests in ``outside``).
+    After the checks below it runs the reader checks (check_accessibility, check_dark_mode,
+    check_phone, and with ``keyboard`` check_keyboard).
 
     A redirect page (``<meta http-equiv="refresh">``, as the site's index.html) is not opened:
     its target is checked like a link, and the target is checked as a page of its own."""
@@ -258,6 +397,12 @@ def check_page(context, base: str, html_dir: Path, page_path: str, outside: list
                      base, html_dir, report)
         if screenshot is not None:
             page.screenshot(path=str(screenshot))
+
+        check_accessibility(page, report)
+        if keyboard:
+            check_keyboard(page, report)
+        check_dark_mode(page, report)
+        check_phone(page, report, phone_screenshot)
     finally:
         page.close()
     blocked = set(outside[first_outside:])
@@ -271,15 +416,100 @@ def check_page(context, base: str, html_dir: Path, page_path: str, outside: list
     return report
 
 
+def check_accessibility(page, report: PageReport) -> None:
+    """axe-core on the page: a problem for every critical or serious violation (each node), the
+    node count per impact in ``report.axe``; and alt text on every content image that is not a
+    file name (axe accepts any alt text; a path says nothing about the figure)."""
+    page.add_script_tag(path=str(AXE))
+    violations = page.evaluate(_AXE)
+    report.axe = {impact: sum(len(v["nodes"]) for v in violations if v["impact"] == impact) for impact in IMPACTS}
+    report.problems += [Problem("accessibility", f"{v['id']} ({v['impact']}): {v['help']}: {node}")
+                        for v in violations if v["impact"] in FAILING_IMPACTS for node in v["nodes"]]
+    report.search_fields = page.evaluate(_SEARCH_FIELDS)
+    if len(report.search_fields) > 1:
+        report.problems.append(Problem("search field", f"{len(report.search_fields)} search fields: "
+                                                       f"{', '.join(report.search_fields)}"))
+    for image in page.evaluate(_CONTENT_IMAGES):
+        alt = (image["alt"] or "").strip()
+        report.alt_texts.append(alt)
+        if image["alt"] is not None and (_FILE_NAME_ALT.search(alt) or (alt and len(alt.split()) < 2)):
+            report.problems.append(Problem("alt text", f"{image['src']}: alt text {alt!r} does not say what it shows"))
+
+
+def check_dark_mode(page, report: PageReport) -> None:
+    """Switch the reader's system to dark (the book follows it) and check every content image: a
+    transparent background with dark ink must not sit on a dark backdrop."""
+    page.emulate_media(color_scheme="dark")
+    try:
+        with contextlib.suppress(Exception):  # a page without the theme has no data-theme to wait for
+            page.wait_for_function("() => document.documentElement.dataset.theme === 'dark'", timeout=2000)
+        for image in page.evaluate(_DARK_FIGURES):
+            if image.get("unreadable"):
+                report.problems.append(Problem("dark mode", f"{image['src']}: pixels could not be read"))
+            elif (image["transparent"] > DARK_TRANSPARENT and image["darkInk"] > DARK_INK
+                  and image["backdrop"] < DARK_BACKDROP):
+                report.problems.append(Problem(
+                    "dark mode", f"{image['src']}: {image['transparent']:.0%} transparent with dark ink, on a "
+                                 f"backdrop of luminance {image['backdrop']:.2f}: unreadable"))
+    finally:
+        page.emulate_media(color_scheme="light")
+
+
+def check_phone(page, report: PageReport, screenshot: Path | None = None) -> None:
+    """Lay the page out on a phone's screen (390 x 844 CSS pixels): the page must not scroll
+    sideways, and code, tables, display math and figures wider than the screen scroll inside
+    their own box. Saves the phone's first screen to ``screenshot``."""
+    page.set_viewport_size(PHONE)
+    try:
+        page.evaluate("() => new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(resolve)))")
+        phone = page.evaluate(_PHONE)
+        report.phone_scroll_width = phone["scrollWidth"]
+        if phone["scrollWidth"] > phone["width"] + 1:
+            report.problems.append(Problem("phone", f"the page is {phone['scrollWidth']} px wide on a "
+                                                    f"{phone['width']} px screen and scrolls sideways: "
+                                                    + "; ".join(phone["sticking"])))
+        report.problems += [Problem("phone", detail) for detail in phone["spilling"]]
+        if screenshot is not None:
+            page.evaluate("() => window.scrollTo(0, 0)")
+            page.screenshot(path=str(screenshot))
+    finally:
+        page.set_viewport_size(DESKTOP)
+
+
+def check_keyboard(page, report: PageReport) -> None:
+    """Tab through the page from the top: every visible link, button and form or widget control
+    must be reached, in document order, each showing a focus ring."""
+    page.evaluate("() => { window.scrollTo(0, 0); document.activeElement && document.activeElement.blur(); }")
+    controls = page.evaluate(_FOCUSABLE)
+    reached, last, no_ring = set(), -1, []
+    for _ in range(min(MAX_TABS, 2 * len(controls) + 20)):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(_FOCUSED)
+        if focused is None or focused["index"] in reached:
+            break  # focus left the page, or came round to the first control again
+        if focused["position"] < last:
+            report.problems.append(Problem("keyboard", f"Tab goes back up the page to {focused['name']!r}"))
+        last = focused["position"]
+        if focused["index"] is not None:
+            reached.add(focused["index"])
+        if not focused["ring"]:
+            no_ring.append(focused["name"])
+    report.tab_stops = len(reached)
+    report.problems += [Problem("keyboard", f"no visible focus ring on {name!r}") for name in no_ring]
+    missed = [name for index, name in enumerate(controls) if index not in reached]
+    report.problems += [Problem("keyboard", f"Tab never reaches {name!r}") for name in missed]
+
+
 def check_site(browser, html_dir: Path, pages: list[str], screenshots: dict[str, Path] | None = None,
-               wait_ms: int = WAIT_MS) -> dict[str, PageReport]:
+               wait_ms: int = WAIT_MS, phone_screenshots: dict[str, Path] | None = None,
+               keyboard: frozenset[str] = frozenset()) -> dict[str, PageReport]:
     """Serve ``html_dir`` and check each page of ``pages`` in a fresh browser context that lets
     only requests to the local server through. ``wait_ms`` bounds each wait (for MathJax, the
-    widgets, the images) on a page."""
-    screenshots = screenshots or {}
+    widgets, the images) on a page; the pages in ``keyboard`` are also tabbed through."""
+    screenshots, phone_screenshots = screenshots or {}, phone_screenshots or {}
     outside: list[str] = []
     with serve(html_dir) as base:
-        context = browser.new_context(viewport={"width": 1280, "height": 800}, service_workers="block")
+        context = browser.new_context(viewport=DESKTOP, service_workers="block", color_scheme="light")
 
         def route(route):
             if route.request.url.startswith(base):
@@ -290,14 +520,16 @@ def check_site(browser, html_dir: Path, pages: list[str], screenshots: dict[str,
 
         context.route("**/*", route)
         try:
-            return {page: check_page(context, base, html_dir, page, outside, screenshots.get(page), wait_ms)
-                    for page in pages}
+            return {page: check_page(context, base, html_dir, page, outside, screenshots.get(page), wait_ms,
+                                     phone_screenshots.get(page), page in keyboard) for page in pages}
         finally:
             context.close()
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(offline_assets):
+    offline_assets.fetch_all(offline_assets.TEST_VENDOR, offline_assets.TEST_PACKAGES)  # axe-core
+    assert AXE.is_file(), f"axe-core was not fetched to {AXE}"
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"Chromium is not installed ({CHROMIUM} not found). {INSTALL_HINT}")
     try:
@@ -318,9 +550,13 @@ def site(built_book, browser):
     if SCREENSHOTS.exists():
         for old in SCREENSHOTS.glob("*.png"):
             old.unlink()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for old in PHONE_SCREENSHOTS.glob("*.png"):
+            old.unlink()
+    PHONE_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shots = {page: SCREENSHOTS / f"{Path(page).stem}.png" for page in pages if page.startswith("book/")}
-    return check_site(browser, built_book.html, pages, shots)
+    phone = {page: PHONE_SCREENSHOTS / f"{Path(page).stem}.png" for page in pages if page.startswith("book/")}
+    return check_site(browser, built_book.html, pages, shots, phone_screenshots=phone,
+                      keyboard=frozenset({KEYBOARD_PAGE}))
 
 
 def toc_pages() -> list[str]:
