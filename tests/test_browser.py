@@ -17,13 +17,34 @@ that would leave the machine is blocked and recorded. For each page the checker 
 - ``outside request``: any request to another host;
 - ``widget``: a stored widget view that did not render, or rendered as an error.
 
-It also saves the first screen of every page built from ``book/`` as
-``_build/browser/<page>.png`` (``_build/`` is ignored by git).
-``test_the_checker_catches_each_kind_of_fault`` runs the same checker on small synthetic pages,
-one per fault, so a checker that stopped seeing a fault fails too.
+Then it asks whether every reader can use the page:
 
-Needs Chromium at /usr/bin/chromium: ``sudo apt-get install -y chromium`` (README, set-up).
-Without it these tests fail, with that message; they never skip.
+- ``accessibility``: a critical or serious violation found by axe-core (its default WCAG 2 A/AA
+  and best-practice rules), injected into the page from a pinned copy that the tests fetch from
+  npm like the book's MathJax (``TEST_PACKAGES`` in book/_ext/offline_assets.py, into
+  ``_build/vendor/``). The count of violating nodes per impact is kept for every page;
+  ``test_axe_finds_nothing_critical_or_serious_on_any_page`` prints them (``pytest -s``) and saves
+  them as ``_build/browser/axe.json``. No rule is excluded: the theme's markup that failed is fixed
+  (book/_ext/accessible_theme.py, book/_templates).
+- ``alt text``: a content image whose alt text is a file name or path (Sphinx's default), which
+  says nothing about the figure;
+- ``dark mode``: with the reader's system set to dark (the book follows it), a content image
+  with a transparent background and dark ink drawn on a dark backdrop;
+- ``phone``: at 390 x 844 CSS pixels, a page wider than the screen (it scrolls sideways), or
+  code, a table, display math or a figure wider than its box when that box does not scroll;
+- ``search field``: more than one of the theme's search fields on a page;
+- ``keyboard`` (on the pages asked for; the book tabs through ``KEYBOARD_PAGE``): pressing Tab
+  from the top must reach every visible link, button and form or widget control, in document
+  order, each showing a visible focus ring.
+
+It also saves the first screen of every page built from ``book/`` as
+``_build/browser/<page>.png`` and, on a phone, ``_build/browser/phone/<page>.png`` (``_build/``
+is ignored by git). ``test_the_checker_catches_each_kind_of_fault`` runs the same checker on
+small synthetic pages, one per fault, so a checker that stopped seeing a fault fails too.
+
+Needs Chromium at /usr/bin/chromium: ``sudo apt-get install -y chromium`` (README, set-up), and
+npm for the first fetch of axe-core (as for the book's MathJax). Without them these tests fail,
+with that message; they never skip.
 """
 from __future__ import annotations
 
@@ -227,7 +248,9 @@ _FOCUSABLE = """() => {""" + _NAME + """
   const selector = 'a[href], button, input, select, textarea, summary, [tabindex], [contenteditable="true"]';
   const shown = e => e.getClientRects().length > 0 && getComputedStyle(e).visibility === 'visible'
                      && !e.closest('[inert], dialog:not([open]), [aria-hidden="true"]') && !e.disabled;
-  const controls = [...document.querySelectorAll(selector)].filter(e => e.tabIndex >= 0 && shown(e));
+  const native = 'a[href], button, input, select, textarea, summary';  // a control even with tabindex="-1"
+  const controls = [...document.querySelectorAll(selector)].filter(e => (e.tabIndex >= 0 || e.matches(native))
+                                                                      && shown(e));
   controls.forEach((e, i) => { e.dataset.tabIndexInDocument = i; });
   return controls.map(nameOf);
 }"""
@@ -441,8 +464,8 @@ def check_dark_mode(page, report: PageReport) -> None:
     transparent background with dark ink must not sit on a dark backdrop."""
     page.emulate_media(color_scheme="dark")
     try:
-        with contextlib.suppress(Exception):  # a page without the theme has no data-theme to wait for
-            page.wait_for_function("() => document.documentElement.dataset.theme === 'dark'", timeout=2000)
+        if page.evaluate("() => 'theme' in document.documentElement.dataset"):  # the theme's pages
+            page.wait_for_function("() => document.documentElement.dataset.theme === 'dark'", timeout=5000)
         for image in page.evaluate(_DARK_FIGURES):
             if image.get("unreadable"):
                 report.problems.append(Problem("dark mode", f"{image['src']}: pixels could not be read"))
@@ -575,13 +598,46 @@ def test_make_book_and_the_test_build_run_the_same_command():
 
 
 def test_every_page_reads_right_in_a_browser(site):
-    """No page error, raw TeX, broken image or link, outside request or unrendered widget."""
+    """No page error, raw TeX, broken image or link, outside request or unrendered widget; no
+    critical or serious axe-core violation, alt text on every figure, figures legible in dark
+    mode, no sideways scrolling on a phone, every control reached with Tab (on KEYBOARD_PAGE)."""
     summary = "\n".join(
         f"{page}: {r.seconds:.1f} s, {r.math} math, {r.images} images, {r.internal_links} internal links, "
-        f"{r.widget_views} widget views" for page, r in site.items())
+        f"{r.widget_views} widget views, axe {r.axe}, {r.phone_scroll_width} px wide on a phone"
+        for page, r in site.items())
     problems = [f"{page}: [{p.kind}] {p.detail}" for page, r in site.items() for p in r.problems]
     assert problems == [], "\n".join(problems) + "\n\nPages:\n" + summary
     assert set(toc_pages()) <= set(site), "a page of _toc.yml was not built"
+
+
+def test_axe_finds_nothing_critical_or_serious_on_any_page(site):
+    """axe-core's violations per page and impact (nodes), printed (pytest -s) and saved as
+    _build/browser/axe.json; every page was checked, none has a critical or serious one."""
+    opened = {page: r for page, r in site.items() if r.axe}  # all but redirect pages
+    assert set(toc_pages()) <= set(opened), "axe did not run on every page of the book"
+    table = {page: r.axe for page, r in opened.items()}
+    (SCREENSHOTS / "axe.json").write_text(json.dumps(table, indent=1) + "\n")
+    width = max(map(len, table))
+    print("\naxe-core violations (nodes) per page:", " ".join(f"{impact:>9}" for impact in IMPACTS))
+    for page, counts in table.items():
+        print(f"  {page:<{width}}", " ".join(f"{counts[impact]:>9}" for impact in IMPACTS))
+    print(f"  {'all pages':<{width}}", " ".join(f"{sum(c[impact] for c in table.values()):>9}" for impact in IMPACTS))
+    assert {page: {i: c[i] for i in FAILING_IMPACTS if c[i]} for page, c in table.items()
+            if any(c[i] for i in FAILING_IMPACTS)} == {}
+
+
+def test_one_search_field_where_the_theme_puts_it(site):
+    """sphinx-book-theme's search field sits in the primary sidebar; the header had a second one."""
+    assert {page: r.search_fields for page, r in site.items()
+            if r.axe and r.search_fields != ["primary sidebar"]} == {}
+
+
+def test_a_keyboard_reaches_every_control_of_a_chapter(site):
+    """KEYBOARD_PAGE has sliders and toggle buttons; Tab reached every link, button and control."""
+    report = site[KEYBOARD_PAGE]
+    assert report.widget_views > 0, f"{KEYBOARD_PAGE} no longer has widgets: tab through another chapter"
+    assert report.tab_stops >= 100, f"only {report.tab_stops} Tab stops on {KEYBOARD_PAGE}"
+    assert [p for p in report.problems if p.kind == "keyboard"] == []
 
 
 def test_the_browser_saw_the_math_the_figures_and_the_widgets(site):
@@ -600,12 +656,18 @@ def test_the_browser_saw_the_math_the_figures_and_the_widgets(site):
         if notebook["metadata"].get("widgets"):
             assert site[page].widget_views == stored_views, f"{page}: widget views missing from the page"
         assert site[page].images >= stored_images, f"{page}: fewer images than the notebook's figures"
+        described = [alt for alt in site[page].alt_texts if alt]
+        assert len(described) >= stored_images, f"{page}: a figure without alt text: {site[page].alt_texts}"
 
 
-def test_a_screenshot_of_every_chapter(site):
+def test_a_screenshot_of_every_chapter_on_a_desktop_and_on_a_phone(site):
+    from PIL import Image
+
     for page in toc_pages():
-        shot = SCREENSHOTS / f"{Path(page).stem}.png"
-        assert shot.is_file() and shot.stat().st_size > 10_000, f"no screenshot of {page} at {shot}"
+        for folder, viewport in ((SCREENSHOTS, DESKTOP), (PHONE_SCREENSHOTS, PHONE)):
+            shot = folder / f"{Path(page).stem}.png"
+            assert shot.is_file() and shot.stat().st_size > 10_000, f"no screenshot of {page} at {shot}"
+            assert Image.open(shot).size == (viewport["width"], viewport["height"]), shot
 
 
 def test_launch_and_repository_links_are_built_from_the_configured_repository(site):
@@ -638,6 +700,24 @@ _PIXEL = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 _MATHJAX_TAGS = ('<script>window.MathJax = {"options": {"processHtmlClass": "math"}}</script>'
                  '<script defer src="vendor/mathjax/es5/tex-mml-chtml.js"></script>')
+# A page that follows the reader's dark mode, and a line of code wider than a phone.
+_DARK_PAGE = "<style>@media (prefers-color-scheme: dark) { body { background: #121212; color: #eee } }</style>"
+_LONG_LINE = "x = " + " + ".join(f"term_{i}" for i in range(40))
+
+
+def _ink_png() -> bytes:
+    """A 60 x 40 PNG: transparent, with a black bar (dark text or axes on no background)."""
+    import io
+
+    from PIL import Image
+
+    image = Image.new("RGBA", (60, 40), (0, 0, 0, 0))
+    image.paste((0, 0, 0, 255), (5, 15, 55, 25))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 # Each synthetic page and the one kind of fault the checker must report on it.
 SYNTHETIC = {
     "good.html": (_MATHJAX_TAGS + '<p>Inline <span class="math notranslate nohighlight">\\(h_t = \\tanh(a_t)\\)</span>'
@@ -647,7 +727,7 @@ SYNTHETIC = {
     "raw_tex.html": ("<p>The state \\(h_t\\) and $W_h$ shown raw.</p>", {"raw TeX"}),
     "untypeset.html": ('<p><span class="math notranslate nohighlight">\\(h_t\\)</span></p>', {"untypeset math"}),
     "tex_error.html": (_MATHJAX_TAGS + '<p><span class="math notranslate nohighlight">\\(\\frac{1}\\)</span></p>',
-                       {"math error"}),
+                       {"math error", "accessibility"}),  # MathJax's error box also fails colour contrast
     "no_mathjax.html": ('<script defer src="vendor/mathjax/es5/no-such-bundle.js"></script>'
                         '<p><span class="math notranslate nohighlight">\\(h_t\\)</span></p>',
                         {"MathJax", "missing file", "untypeset math"}),
@@ -660,31 +740,65 @@ SYNTHETIC = {
     "console_error.html": ('<script>console.error("something went wrong")</script>', {"console error"}),
     "widget.html": ('<div><script type="application/vnd.jupyter.widget-view+json">'
                     '{"version_major": 2, "version_minor": 0, "model_id": "0123"}</script></div>', {"widget"}),
+    # The reader checks.
+    "no_alt.html": ('<img src="pixel.png"> <input type="text">', {"accessibility"}),  # image-alt, label
+    "file_name_alt.html": ('<img src="pixel.png" alt="../_images/pixel.png">', {"alt text"}),
+    "dark.html": (_DARK_PAGE + '<img src="ink.png" alt="A black bar on a transparent background">', {"dark mode"}),
+    "dark_on_white.html": (_DARK_PAGE + '<img src="ink.png" alt="A black bar on a white background" '
+                           'style="background: white">', set()),
+    "wide.html": ('<div style="width: 800px">A line that is wider than a phone.</div>', {"phone"}),
+    "clipped_code.html": (f'<div style="overflow: hidden"><pre style="overflow: visible">{_LONG_LINE}</pre></div>',
+                          {"phone"}),
+    "scrolling_code.html": (f'<pre tabindex="0" style="overflow-x: auto">{_LONG_LINE}</pre>', set()),
+    "two_search_fields.html": ('<button class="search-button-field">Search</button>'
+                               '<button class="search-button-field">Search</button>', {"search field"}),
+    "no_focus_ring.html": ('<style>a:focus { outline: none }</style><a href="other.html">one</a>', {"keyboard"}),
+    "tab_order.html": ('<a href="other.html">first</a> <a href="other.html" tabindex="1">second</a>',
+                       {"keyboard", "accessibility"}),  # axe: tabindex
+    "unreachable.html": ('<button tabindex="-1">Apply</button> <a href="other.html">next</a>', {"keyboard"}),
 }
+KEYBOARD_SYNTHETIC = frozenset({"good.html", "no_focus_ring.html", "tab_order.html", "unreachable.html"})
 
 
 def test_the_checker_catches_each_kind_of_fault(browser, tmp_path, offline_assets):
     offline_assets.fetch_all()  # the local MathJax, as the build uses it
     (tmp_path / "vendor").symlink_to(offline_assets.VENDOR, target_is_directory=True)
     (tmp_path / "pixel.png").write_bytes(_PIXEL)
+    (tmp_path / "ink.png").write_bytes(_ink_png())
     for name, (body, _) in SYNTHETIC.items():
-        (tmp_path / name).write_text(f"<!DOCTYPE html><html><head><title>{name}</title></head>"
+        (tmp_path / name).write_text(f'<!DOCTYPE html><html lang="en"><head><title>{name}</title></head>'
                                      f"<body>{body}</body></html>")
-    reports = check_site(browser, tmp_path, list(SYNTHETIC), wait_ms=3000)
+    reports = check_site(browser, tmp_path, list(SYNTHETIC), wait_ms=3000, keyboard=KEYBOARD_SYNTHETIC)
     assert reports["good.html"].math == 1 and reports["good.html"].images == 1
     assert reports["good.html"].internal_links == 2
-    for name, (_, expected) in SYNTHETIC.items():
-        assert reports[name].kinds() == expected, f"{name}: {reports[name].problems}"
+    wrong = {name: reports[name].problems for name, (_, expected) in SYNTHETIC.items()
+             if reports[name].kinds() != expected}
+    assert wrong == {}
     assert len(reports["broken_link.html"].problems) == 2
     assert {p.detail for p in reports["outside.html"].problems if p.kind == "outside request"} == {
         "https://cdn.example.org/theme.css", "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"}
+    # The reader checks: what each one saw, so that one that stopped looking fails.
+    assert set(reports["good.html"].axe) == set(IMPACTS)
+    assert reports["good.html"].axe["critical"] == reports["good.html"].axe["serious"] == 0
+    assert {p.detail.split(" ")[0] for p in reports["no_alt.html"].problems} == {"image-alt", "label"}
+    assert reports["no_alt.html"].axe["critical"] == 2
+    assert reports["good.html"].phone_scroll_width == PHONE["width"]
+    assert reports["wide.html"].phone_scroll_width > PHONE["width"]
+    assert "pre" in reports["clipped_code.html"].problems[0].detail
+    assert reports["two_search_fields.html"].search_fields == ["elsewhere", "elsewhere"]
+    assert reports["good.html"].tab_stops == 3, "two links and the math (MathJax makes it focusable) in good.html"
+    keyboard = {name: [p.detail for p in reports[name].problems if p.kind == "keyboard"]
+                for name in ("no_focus_ring.html", "tab_order.html", "unreachable.html")}
+    assert keyboard == {"no_focus_ring.html": ["no visible focus ring on 'a \"one\"'"],
+                        "tab_order.html": ["Tab goes back up the page to 'a \"first\"'"],
+                        "unreachable.html": ["Tab never reaches 'button \"Apply\"'"]}
 
 
 def test_no_request_leaves_the_machine_even_for_links_followed_by_scripts(browser, tmp_path):
     """A fetch() issued by a page script is blocked and recorded like any other request."""
     (tmp_path / "fetch.html").write_text(
-        "<!DOCTYPE html><html><body><script>fetch('https://example.org/data.json').catch(() => {});"
-        "</script></body></html>")
+        '<!DOCTYPE html><html lang="en"><head><title>fetch</title></head><body>'
+        "<script>fetch('https://example.org/data.json').catch(() => {});</script></body></html>")
     report = check_site(browser, tmp_path, ["fetch.html"])["fetch.html"]
     assert [p.kind for p in report.problems] == ["outside request"]
     assert re.fullmatch(r"https://example\.org/data\.json", report.problems[0].detail)

@@ -335,7 +335,8 @@ def test_make_lab_starts_jupyterlab(tmp_path):
 
 def test_local_mathjax_3_and_widget_scripts_are_configured_and_stay_out_of_git():
     sphinx = CONFIG["sphinx"]
-    assert sphinx["local_extensions"] == {"offline_assets": "book/_ext", "unique_scripts": "book/_ext"}
+    assert sphinx["local_extensions"] == {"offline_assets": "book/_ext", "unique_scripts": "book/_ext",
+                                          "accessible_theme": "book/_ext", "figure_alt": "book/_ext"}
     config = sphinx["config"]
     assert config["html_static_path"] == ["book/_static"]
     assert config["mathjax_path"] == "vendor/mathjax/es5/tex-mml-chtml.js"
