@@ -194,8 +194,8 @@ class GradientNormExplorer:
         hidden_size: H.   seed: the random W_h (the same matrix, rescaled, for every ρ).
 
     Attributes after each update: ``curves`` ({"linear": ..., "tanh": ...} tensors of shape (K,)),
-    ``figure`` and ``png`` (its bytes), and the widgets ``radius``, ``distance``, ``input_scale``, ``message``, ``image``
-    inside ``widget``.
+    ``figure`` and ``png`` (its bytes), and the widgets ``radius``, ``distance``, ``input_scale``,
+    ``message``, ``image`` inside ``widget``.
     """
 
     def __init__(self, radius: float = 1.0, distance: int = 60, *, input_scale: float = 1.0,

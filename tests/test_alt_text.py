@@ -1,13 +1,14 @@
 """Figures for every reader: seqcourse.alt_text (alt text from a figure's own text, an opaque
 background) and book/_ext/figure_alt.py (the stored alt text onto the book's images)."""
 import base64
+import hashlib
 import html
 import importlib.util
 import io
 import json
 import sys
+from pathlib import Path
 
-import matplotlib
 import nbformat
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from PIL import Image
 from seqcourse import alt_text, plots
 from seqcourse.receptive_field import receptive_field_figure
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_describe_says_kind_title_axes_and_names():
@@ -59,7 +60,8 @@ def test_package_figures_are_opaque_and_widget_images_carry_alt_text():
         png, tag = alt_text.figure_img(fig)
         pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
         assert pixels[..., 3].min() == 255, "a transparent figure is black on black in a dark theme"
-        assert tag.startswith('<img src="data:image/png;base64,') and f'alt="{html.escape(alt_text.describe(fig))}"' in tag
+        assert tag.startswith('<img src="data:image/png;base64,')
+        assert f'alt="{html.escape(alt_text.describe(fig))}"' in tag
         assert base64.b64decode(tag.split("base64,")[1].split('"')[0]) == png
 
 
@@ -104,6 +106,5 @@ def test_the_book_reads_alt_text_by_image_content():
         {"output_type": "display_data", "data": {"image/png": encoded}, "metadata": {"image/png": {"alt": "A curve."}}},
         {"output_type": "display_data", "data": {"image/png": encoded[:-8] + "AAAAAAA="}, "metadata": {}},
     ]}]}
-    import hashlib
     assert figure_alt.stored_alt_texts(json.loads(json.dumps(notebook))) == {
         hashlib.sha256(png).hexdigest(): "A curve."}

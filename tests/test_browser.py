@@ -239,8 +239,10 @@ DESKTOP = {"width": 1280, "height": 800}
 _NAME = """const nameOf = e => {
   const by = (e.getAttribute('aria-labelledby') || '').split(' ').filter(Boolean)
                .map(id => (document.getElementById(id) || {textContent: ''}).textContent).join(' ');
-  const text = e.getAttribute('aria-label') || by || e.textContent || e.getAttribute('title') || e.getAttribute('href') || '';
-  return (e.getAttribute('role') || e.tagName.toLowerCase()) + ' "' + text.trim().replace(/\\s+/g, ' ').slice(0, 60) + '"';
+  const text = e.getAttribute('aria-label') || by || e.textContent || e.getAttribute('title')
+               || e.getAttribute('href') || '';
+  return (e.getAttribute('role') || e.tagName.toLowerCase()) + ' "'
+         + text.trim().replace(/\\s+/g, ' ').slice(0, 60) + '"';
 };"""
 # Keyboard: every control a reader can see, in document order (links, buttons, fields, widget
 # controls, anything made focusable), numbered so that each Tab stop can be matched to it.
