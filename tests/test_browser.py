@@ -256,9 +256,9 @@ _FOCUSABLE = """() => {""" + _NAME + """
   controls.forEach((e, i) => { e.dataset.tabIndexInDocument = i; });
   return controls.map(nameOf);
 }"""
-# The element that has focus after a Tab: where it stands in the document, what it is, and
-# whether it shows a focus ring (a visible outline, or a box-shadow, that the unfocused element
-# lacks).
+# The element that has focus after a Tab: which control it is, whether it comes before the
+# previous Tab stop in the document, its name, and whether it shows a focus ring (an outline or a
+# box-shadow that is not transparent).
 _FOCUSED = """() => {""" + _NAME + """
   const e = document.activeElement;
   if (!e || e === document.body) return null;
@@ -266,9 +266,11 @@ _FOCUSED = """() => {""" + _NAME + """
   const visible = color => !/^(transparent|rgba\\(.*,\\s*0\\))$/.test(color);
   const outline = style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 1 && visible(style.outlineColor);
   const shadow = style.boxShadow !== 'none' && visible(style.boxShadow.replace(/\\)\\s.*$/, ')'));
-  const all = [...document.querySelectorAll('*')];
+  const back = Boolean(window.lastTabStop && window.lastTabStop !== e
+                       && (window.lastTabStop.compareDocumentPosition(e) & Node.DOCUMENT_POSITION_PRECEDING));
+  window.lastTabStop = e;
   return {index: e.dataset.tabIndexInDocument === undefined ? null : Number(e.dataset.tabIndexInDocument),
-          position: all.indexOf(e), ring: outline || shadow, name: nameOf(e)};
+          back, ring: outline || shadow, name: nameOf(e)};
 }"""
 MAX_TABS = 800
 
@@ -506,15 +508,14 @@ def check_keyboard(page, report: PageReport) -> None:
     must be reached, in document order, each showing a focus ring."""
     page.evaluate("() => { window.scrollTo(0, 0); document.activeElement && document.activeElement.blur(); }")
     controls = page.evaluate(_FOCUSABLE)
-    reached, last, no_ring = set(), -1, []
+    reached, no_ring = set(), []
     for _ in range(min(MAX_TABS, 2 * len(controls) + 20)):
         page.keyboard.press("Tab")
         focused = page.evaluate(_FOCUSED)
         if focused is None or focused["index"] in reached:
             break  # focus left the page, or came round to the first control again
-        if focused["position"] < last:
+        if focused["back"]:
             report.problems.append(Problem("keyboard", f"Tab goes back up the page to {focused['name']!r}"))
-        last = focused["position"]
         if focused["index"] is not None:
             reached.add(focused["index"])
         if not focused["ring"]:

@@ -402,6 +402,15 @@ def test_the_pinned_vendor_packages_are_fetched_for_the_book(offline_assets):
     assert (offline_assets.VENDOR / "mathjax" / "es5" / "tex-mml-chtml.js").is_file()
 
 
+def test_axe_core_is_fetched_for_the_browser_test_and_not_shipped_with_the_book(offline_assets):
+    offline_assets.fetch_all(offline_assets.TEST_VENDOR, offline_assets.TEST_PACKAGES)
+    axe = offline_assets.TEST_VENDOR / "axe-core"
+    assert json.loads((axe / "package.json").read_text())["version"] == "4.14.1"
+    assert (axe / "axe.min.js").is_file()
+    assert "_build/" in (ROOT / ".gitignore").read_text().splitlines()
+    assert not (offline_assets.VENDOR / "axe-core").exists(), "book/_static is copied into the book"
+
+
 # --- Reading aids ----------------------------------------------------------------------------------------
 
 
