@@ -26,8 +26,8 @@ Then it asks whether every reader can use the page:
   ``test_axe_finds_nothing_critical_or_serious_on_any_page`` prints them (``pytest -s``) and saves
   them as ``_build/browser/axe.json``. No rule is excluded: the theme's markup that failed is fixed
   (book/_ext/accessible_theme.py, book/_templates).
-- ``alt text``: a content image whose alt text is a file name or path (Sphinx's default), which
-  says nothing about the figure;
+- ``alt text``: a content image whose alt text is a file name or path (Sphinx's default) or a
+  single word, which says nothing about the figure;
 - ``dark mode``: with the reader's system set to dark (the book follows it), a content image
   with a transparent background and dark ink drawn on a dark backdrop;
 - ``phone``: at 390 x 844 CSS pixels, a page wider than the screen (it scrolls sideways), or
@@ -450,8 +450,9 @@ def check_page(context, base: str, html_dir: Path, page_path: str, outside: list
 
 def check_accessibility(page, report: PageReport) -> None:
     """axe-core on the page: a problem for every critical or serious violation (each node), the
-    node count per impact in ``report.axe``; and alt text on every content image that is not a
-    file name (axe accepts any alt text; a path says nothing about the figure)."""
+    node count per impact in ``report.axe``; the theme's search fields; and alt text on every
+    content image that is neither a file name nor one word (axe accepts any alt text; a path says
+    nothing about the figure)."""
     page.add_script_tag(path=str(AXE))
     violations = page.evaluate(_AXE)
     report.axe = {impact: sum(len(v["nodes"]) for v in violations if v["impact"] == impact) for impact in IMPACTS}

@@ -6,7 +6,9 @@ tests/test_browser.py).
   ``navbar_persistent`` is set; sphinx-book-theme empties that option in its theme.conf, but
   pydata's default is applied to ``html_theme_options`` first and wins. Setting it to ``[]`` here
   (unless the configuration sets it) leaves the header out, as sphinx-book-theme intends: the
-  article header keeps its search icon button, the sidebar its search field.
+  sidebar keeps its search field (book/_static/readers.css keeps it in view), and the article
+  header its search icon, which the theme shows only on narrow screens, where the sidebar is a
+  drawer.
 - Citations: docutils writes a bibliography as ``<div role="list">`` holding
   ``<div role="doc-biblioentry">`` items, a role ARIA 1.3 deprecates and does not allow on a
   ``div``, so a list with no list items (axe: aria-required-children, critical). The translator
@@ -15,7 +17,8 @@ tests/test_browser.py).
 The components whose markup changes live in book/_templates (``templates_path`` in _config.yml):
 ``search-button-field.html`` (its accessible name is the visible word "Search"; the shortcut is
 ``aria-keyshortcuts``), ``theme-switcher.html`` (the mode icons are decorative, so the name is
-"Color mode") and ``navbar-logo.html`` (the title link to the first page gets a navigation landmark).
+"Color mode") and ``navbar-logo.html`` (the title link to the first page gets a navigation
+landmark).
 """
 from __future__ import annotations
 
