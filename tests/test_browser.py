@@ -299,6 +299,7 @@ class PageReport:
     external_links: list[str] = dataclasses.field(default_factory=list)
     axe: dict[str, int] = dataclasses.field(default_factory=dict)  # impact -> violating nodes
     alt_texts: list[str] = dataclasses.field(default_factory=list)
+    dark_mode_images: int = 0  # content images whose pixels were read in dark mode
     phone_scroll_width: int = 0
     tab_stops: int = 0  # controls reached with Tab, when the keyboard was checked
     search_fields: list[str] = dataclasses.field(default_factory=list)  # where each one is
@@ -476,7 +477,9 @@ def check_dark_mode(page, report: PageReport) -> None:
     try:
         if page.evaluate("() => 'theme' in document.documentElement.dataset"):  # the theme's pages
             page.wait_for_function("() => document.documentElement.dataset.theme === 'dark'", timeout=5000)
-        for image in page.evaluate(_DARK_FIGURES):
+        images = page.evaluate(_DARK_FIGURES)
+        report.dark_mode_images = sum(not image.get("unreadable") for image in images)
+        for image in images:
             if image.get("unreadable"):
                 report.problems.append(Problem("dark mode", f"{image['src']}: pixels could not be read"))
             elif (image["transparent"] > DARK_TRANSPARENT and image["darkInk"] > DARK_INK
@@ -668,6 +671,8 @@ def test_the_browser_saw_the_math_the_figures_and_the_widgets(site):
         assert site[page].images >= stored_images, f"{page}: fewer images than the notebook's figures"
         described = [alt for alt in site[page].alt_texts if alt]
         assert len(described) >= stored_images, f"{page}: a figure without alt text: {site[page].alt_texts}"
+        assert site[page].dark_mode_images >= stored_images, f"{page}: figures not looked at in dark mode"
+    assert all(site[page].phone_scroll_width > 0 for page in toc_pages()), "a page not laid out on a phone"
 
 
 def test_a_screenshot_of_every_chapter_on_a_desktop_and_on_a_phone(site):
@@ -793,6 +798,7 @@ def test_the_checker_catches_each_kind_of_fault(browser, tmp_path, offline_asset
     assert {p.detail.split(" ")[0] for p in reports["no_alt.html"].problems} == {"image-alt", "label"}
     assert reports["no_alt.html"].axe["critical"] == 2
     assert reports["good.html"].phone_scroll_width == PHONE["width"]
+    assert reports["dark_on_white.html"].dark_mode_images == 1
     assert reports["wide.html"].phone_scroll_width > PHONE["width"]
     assert "pre" in reports["clipped_code.html"].problems[0].detail
     assert reports["two_search_fields.html"].search_fields == ["elsewhere", "elsewhere"]
