@@ -3,7 +3,10 @@
 Every helper builds one figure, closes it in pyplot (so nothing is shown twice and no figure
 piles up in pyplot's registry) and returns the ``matplotlib.figure.Figure``. A notebook cell
 displays a returned figure by ending with it; a script saves it with ``fig.savefig(...)``. None
-of them calls ``plt.show()``, so they work the same under a non-interactive backend (Agg).
+of them calls ``plt.show()``, so they work the same under a non-interactive backend (Agg). Every
+figure has an opaque white background (``seqcourse.alt_text.FACECOLOR``), so its dark text and
+axes stay legible when the page around it is dark, and ``seqcourse.alt_text.describe(fig)``
+turns its title, axis labels and legend into alt text.
 
 Symbols follow the Recurrence chapter: ``h_t`` the hidden state after step ``t`` (``H`` units),
 ``T`` the sequence length.
@@ -32,6 +35,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from .alt_text import FACECOLOR
+
 __all__ = [
     "hidden_state_heatmap", "loss_curve", "accuracy_bars", "memory_vs_length",
     "gradient_norms", "loss_curves", "eigenvalue_plot", "metric_vs_length", "attention_heads",
@@ -56,7 +61,7 @@ def _as_array(values, name: str, ndim: int, shape: str | None = None) -> np.ndar
 
 
 def _new_figure(figsize) -> tuple[Figure, plt.Axes]:
-    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained", facecolor=FACECOLOR)
     plt.close(fig)  # returned, not shown: the caller decides when to display or save it
     return fig, ax
 

@@ -21,7 +21,6 @@ ipywidgets is imported only when an explorer is built.
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -30,6 +29,7 @@ import torch
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
+from .alt_text import FACECOLOR, figure_img
 from .models.tcn import receptive_field
 from .validation import WEIGHTS_DTYPE, expect_int, expect_tensor, module_dtype_device
 
@@ -144,7 +144,7 @@ def receptive_field_figure(kernel_size: int, num_levels: int, convs_per_block: i
     rows = len(dilations) + 1
     if figsize is None:
         figsize = (min(12.0, max(6.5, 3.0 + 0.09 * steps)), 1.2 + 0.42 * rows)
-    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained", facecolor=FACECOLOR)
     plt.close(fig)  # returned, not shown: the caller decides when to display or save it
     size = 14 if steps <= 40 else (6 if steps <= 120 else 2)
     for row in range(rows):
@@ -179,6 +179,9 @@ def receptive_field_figure(kernel_size: int, num_levels: int, convs_per_block: i
     else:
         title = f"k = {kernel_size}, {num_levels} levels: R = ({kernel_size}−1)·(2^{num_levels}−1)+1 = {r}"
     ax.set_title(title, fontsize=10)
+    fig.set_label(f"Diagram of {len(dilations)} causal convolutions with kernel size {kernel_size} and dilations "
+                  f"{', '.join(map(str, dilations))} over {steps} steps: lines trace the {len(cone[0])} inputs "
+                  f"that reach the last output")  # the figure's alt text starts with it (seqcourse.alt_text)
     return fig
 
 
@@ -197,8 +200,9 @@ class ReceptiveFieldExplorer:
 
     Attributes after each update: ``receptive_field`` (R by the formula), ``cone`` (the
     ``influence_cone`` drawn), ``figure``; the widgets ``kernel_size``, ``num_levels``,
-    ``convs_per_block``, ``message``, ``image`` inside ``widget``. The picture is an
-    ``ipywidgets.Image`` of PNG bytes, so a stored notebook keeps the initial drawing.
+    ``convs_per_block``, ``message``, ``image`` inside ``widget``. The picture is an HTML ``<img>``
+    of PNG bytes with alt text (``seqcourse.alt_text.figure_img``; its bytes are ``png``), so a
+    stored notebook keeps the initial drawing.
     """
 
     def __init__(self, kernel_size: int = 2, num_levels: int = 3, convs_per_block: int = 1, *,
@@ -214,7 +218,8 @@ class ReceptiveFieldExplorer:
         self.convs_per_block = widgets.ToggleButtons(options=[("1 conv per level", 1), ("2 (Bai et al.)", 2)],
                                                      value=convs_per_block)
         self.message = widgets.HTML()
-        self.image = widgets.Image(format="png")
+        self.png = b""
+        self.image = widgets.HTML()
         self.widget = widgets.VBox([widgets.HBox([self.kernel_size, self.num_levels]), self.convs_per_block,
                                     self.message, self.image])
         self.receptive_field: int | None = None
@@ -231,9 +236,7 @@ class ReceptiveFieldExplorer:
         self.receptive_field = receptive_field(k, dilations)
         self.cone = influence_cone(k, dilations, self.receptive_field + 4)
         self.figure = receptive_field_figure(k, levels, c)
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", dpi=80)
-        self.image.value = buffer.getvalue()
+        self.png, self.image.value = figure_img(self.figure)
         self.message.value = (f"R = {c}·(k−1)·(2<sup>L</sup>−1) + 1 = {self.receptive_field} inputs reach the last "
                               f"output, through {levels * c} convolutions of {k} taps; the traced cone has "
                               f"{len(self.cone[0])} inputs.")

@@ -3,8 +3,10 @@
 ``HiddenStateExplorer`` lets a reader type a short input and watch a recurrent network step
 through it: for every step t it shows the hidden state h_t = tanh(W_x x_t + W_h h_{t-1} + b) as
 one column of a heatmap (``seqcourse.plots.hidden_state_heatmap``), redrawn whenever the text
-changes. The heatmap is an ``ipywidgets.Image`` holding PNG bytes, so the widget state a
-notebook stores (and the rendered book embeds) already contains the picture for the initial input.
+changes. The heatmap is an HTML ``<img>`` of PNG bytes with alt text that says what it shows
+(``seqcourse.alt_text.figure_img``; an ``ipywidgets.Image`` cannot carry alt text), so the widget
+state a notebook stores (and the rendered book embeds) already contains the picture for the
+initial input. Each explorer keeps the PNG bytes of its last drawing as ``png``.
 
 ``GradientNormExplorer`` (the Gradients chapter) has sliders for the spectral radius of W_h, the
 distance K and the input scale, and draws the Jacobian-chain norm over distance for a linear and
@@ -20,12 +22,12 @@ it, and building an explorer without it raises an ``ImportError`` that says what
 from __future__ import annotations
 
 import html
-import io
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from .alt_text import figure_img
 from .analysis import gradient_decay_curves
 from .normalization import LayerGradients, stack_gradient_norms
 from .plots import gradient_norms, hidden_state_heatmap
@@ -126,8 +128,8 @@ class HiddenStateExplorer:
         title: title of the heatmap.
 
     Attributes after each update: ``states`` (T, H) ndarray and ``labels`` of the last valid
-    input, ``error`` (``None`` or the message shown for bad input), ``figure`` (the last heatmap),
-    and the widgets ``text``, ``message``, ``image`` inside the ``widget`` box. Bad input never
+    input, ``error`` (``None`` or the message shown for bad input), ``figure`` (the last heatmap)
+    and ``png`` (its bytes), and the widgets ``text``, ``message``, ``image`` inside the ``widget`` box. Bad input never
     raises: it shows a message and leaves the last valid heatmap in place.
     """
 
@@ -144,7 +146,8 @@ class HiddenStateExplorer:
         self.figure = None
         self.text = widgets.Text(value=value, description="input:", continuous_update=False)
         self.message = widgets.HTML()
-        self.image = widgets.Image(format="png")
+        self.png = b""
+        self.image = widgets.HTML()
         self.widget = widgets.VBox([self.text, self.message, self.image])
         self.update(value)
         self.text.observe(lambda change: self.update(change["new"]), names="value")
@@ -167,9 +170,7 @@ class HiddenStateExplorer:
         states = step_states(self.rnn, x)
         self.states, self.labels, self.error = states, list(labels), None
         self.figure = hidden_state_heatmap(states, self.labels, title=self.title)
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", dpi=80)
-        self.image.value = buffer.getvalue()
+        self.png, self.image.value = figure_img(self.figure)
         steps, units = states.shape
         self.message.value = f"{steps} steps, {units} hidden units: column t is h_t after reading input t."
         return True
@@ -184,7 +185,7 @@ class GradientNormExplorer:
 
     The curves are ``seqcourse.analysis.gradient_decay_curves(radius, distance, ...)``, drawn by
     ``seqcourse.plots.gradient_norms``: the same computation as the chapter's static figure.
-    The plot is an ``ipywidgets.Image`` holding PNG bytes, so the stored widget state shows the
+    The plot is an HTML ``<img>`` of PNG bytes with alt text, so the stored widget state shows the
     initial picture.
 
     Args:
@@ -193,8 +194,8 @@ class GradientNormExplorer:
         hidden_size: H.   seed: the random W_h (the same matrix, rescaled, for every ρ).
 
     Attributes after each update: ``curves`` ({"linear": ..., "tanh": ...} tensors of shape (K,)),
-    ``figure``, and the widgets ``radius``, ``distance``, ``input_scale``, ``message``, ``image``
-    inside ``widget``.
+    ``figure`` and ``png`` (its bytes), and the widgets ``radius``, ``distance``, ``input_scale``,
+    ``message``, ``image`` inside ``widget``.
     """
 
     def __init__(self, radius: float = 1.0, distance: int = 60, *, input_scale: float = 1.0,
@@ -211,7 +212,8 @@ class GradientNormExplorer:
         self.input_scale = widgets.FloatSlider(value=input_scale, min=0.0, max=3.0, step=0.1,
                                                continuous_update=False, description="input scale", style=style)
         self.message = widgets.HTML()
-        self.image = widgets.Image(format="png")
+        self.png = b""
+        self.image = widgets.HTML()
         self.widget = widgets.VBox([self.radius, self.distance, self.input_scale, self.message, self.image])
         self.update()
         for slider in (self.radius, self.distance, self.input_scale):
@@ -226,9 +228,7 @@ class GradientNormExplorer:
         self.figure = gradient_norms(k, {"linear: ‖W_h^k‖₂": self.curves["linear"],
                                          "tanh RNN: ‖∂h_K/∂h_(K−k)‖₂": self.curves["tanh"]},
                                      title=f"H = {self.hidden_size}, ρ(W_h) = {radius:.2f}")
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", dpi=80)
-        self.image.value = buffer.getvalue()
+        self.png, self.image.value = figure_img(self.figure)
         linear, tanh = self.curves["linear"][-1].item(), self.curves["tanh"][-1].item()
         self.message.value = (f"after K = {K} steps: linear {linear:.3g}, tanh {tanh:.3g} "
                               f"(1 means neither shrinking nor growing)")
@@ -244,8 +244,8 @@ class NormPlacementExplorer:
 
     The curves are ``seqcourse.normalization.stack_gradient_norms(norm, depth, ...)``: the same
     computation as the chapter's static figure. Results are cached per (placement, depth), so
-    moving back to a setting redraws without recomputing. The plot is an ``ipywidgets.Image``
-    holding PNG bytes, so the stored widget state shows the initial picture.
+    moving back to a setting redraws without recomputing. The plot is an HTML ``<img>`` of PNG
+    bytes with alt text, so the stored widget state shows the initial picture.
 
     Args:
         depth: initial number of blocks L (``min_depth`` ... ``max_depth``, even numbers).
@@ -256,7 +256,7 @@ class NormPlacementExplorer:
             ``batch_size``, ``seed``, ``repeats``, ``make_block``).
 
     Attributes after each update: ``curves`` ({"pre": LayerGradients, "post": ...} for the shown
-    placements), ``figure``, and the widgets ``depth``, ``placement``, ``measure``, ``message``,
+    placements), ``figure`` and ``png`` (its bytes), and the widgets ``depth``, ``placement``, ``measure``, ``message``,
     ``image`` inside ``widget``.
     """
 
@@ -286,7 +286,8 @@ class NormPlacementExplorer:
         self.measure = widgets.ToggleButtons(options=[("parameters", "parameters"), ("block inputs", "inputs")],
                                              value=measure, description="gradient of", style=style)
         self.message = widgets.HTML()
-        self.image = widgets.Image(format="png")
+        self.png = b""
+        self.image = widgets.HTML()
         self.widget = widgets.VBox([self.depth, self.placement, self.measure, self.message, self.image])
         self.update()
         for control in (self.depth, self.placement, self.measure):
@@ -309,9 +310,7 @@ class NormPlacementExplorer:
         self.figure = gradient_norms(layers, {f"{norm}-norm": v for norm, v in values.items()},
                                      xlabel="block l (1 = input end)", ylabel=self.MEASURES[measure],
                                      reference=None, title=f"L = {depth} blocks at initialisation")
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", dpi=80)
-        self.image.value = buffer.getvalue()
+        self.png, self.image.value = figure_img(self.figure)
         parts = [f"{norm}-norm: first block {v[0].item():.3g}, last block {v[-1].item():.3g}, "
                  f"median {v.median().item():.3g}" for norm, v in values.items()]
         self.message.value = "; ".join(parts)

@@ -277,7 +277,7 @@ def test_gradient_norm_explorer_follows_the_sliders():
     from seqcourse.widgets import GradientNormExplorer
 
     explorer = GradientNormExplorer(radius=0.9, distance=20, hidden_size=8)
-    assert bytes(explorer.image.value).startswith(b"\x89PNG")
+    assert explorer.png.startswith(b"\x89PNG")
     expected = gradient_decay_curves(0.9, 20, hidden_size=8)
     assert torch.equal(explorer.curves["linear"], expected["linear"])
     assert torch.equal(explorer.curves["tanh"], expected["tanh"])

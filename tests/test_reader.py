@@ -337,7 +337,8 @@ def test_make_lab_starts_jupyterlab(tmp_path):
 
 def test_local_mathjax_3_and_widget_scripts_are_configured_and_stay_out_of_git():
     sphinx = CONFIG["sphinx"]
-    assert sphinx["local_extensions"] == {"offline_assets": "book/_ext", "unique_scripts": "book/_ext"}
+    assert sphinx["local_extensions"] == {"offline_assets": "book/_ext", "unique_scripts": "book/_ext",
+                                          "accessible_theme": "book/_ext", "figure_alt": "book/_ext"}
     config = sphinx["config"]
     assert config["html_static_path"] == ["book/_static"]
     assert config["mathjax_path"] == "vendor/mathjax/es5/tex-mml-chtml.js"
@@ -401,6 +402,15 @@ def test_the_pinned_vendor_packages_are_fetched_for_the_book(offline_assets):
     mathjax = json.loads((offline_assets.VENDOR / "mathjax" / "package.json").read_text())
     assert mathjax["version"].startswith("3.")
     assert (offline_assets.VENDOR / "mathjax" / "es5" / "tex-mml-chtml.js").is_file()
+
+
+def test_axe_core_is_fetched_for_the_browser_test_and_not_shipped_with_the_book(offline_assets):
+    offline_assets.fetch_all(offline_assets.TEST_VENDOR, offline_assets.TEST_PACKAGES)
+    axe = offline_assets.TEST_VENDOR / "axe-core"
+    assert json.loads((axe / "package.json").read_text())["version"] == "4.14.1"
+    assert (axe / "axe.min.js").is_file()
+    assert "_build/" in (ROOT / ".gitignore").read_text().splitlines()
+    assert not (offline_assets.VENDOR / "axe-core").exists(), "book/_static is copied into the book"
 
 
 # --- Reading aids ----------------------------------------------------------------------------------------

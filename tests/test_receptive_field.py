@@ -118,12 +118,12 @@ def test_figure_draws_the_cone():
 def test_explorer_redraws_on_slider_change():
     explorer = ReceptiveFieldExplorer(kernel_size=2, num_levels=3)
     assert explorer.receptive_field == 8 and len(explorer.cone[0]) == 8
-    first_image = explorer.image.value
+    first_image = explorer.png
     assert first_image[:4] == b"\x89PNG"
     explorer.kernel_size.value = 3
     assert explorer.receptive_field == 15 and "= 15 inputs" in explorer.message.value
     explorer.convs_per_block.value = 2
     assert explorer.receptive_field == 29 and len(explorer.cone[0]) == 29
-    assert explorer.image.value != first_image
+    assert explorer.png != first_image
     with pytest.raises(ValueError, match="num_levels must be <= 6"):
         ReceptiveFieldExplorer(num_levels=7)

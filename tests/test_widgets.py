@@ -34,7 +34,7 @@ def test_step_states_match_forward(rnn, vocab, device):
 
 def test_typing_updates_states_figure_and_image(rnn, vocab):
     explorer = HiddenStateExplorer(rnn, char_encoder(vocab), "ab")
-    first_image = bytes(explorer.image.value)
+    first_image = explorer.png
     assert explorer.states.shape == (2, 6) and explorer.labels == ["a", "b"]
     assert first_image.startswith(b"\x89PNG")
 
@@ -45,7 +45,7 @@ def test_typing_updates_states_figure_and_image(rnn, vocab):
     np.testing.assert_allclose(explorer.states, step_states(rnn, x))
     heat = np.asarray(explorer.figure.axes[0].images[0].get_array())
     np.testing.assert_allclose(heat, explorer.states.T)
-    assert bytes(explorer.image.value) != first_image
+    assert explorer.png != first_image
     assert "8 steps, 6 hidden units" in explorer.message.value
 
 
@@ -57,12 +57,12 @@ def test_typing_updates_states_figure_and_image(rnn, vocab):
 ])
 def test_bad_input_shows_a_message_and_keeps_last_heatmap(rnn, vocab, text, message):
     explorer = HiddenStateExplorer(rnn, char_encoder(vocab), "abc")
-    states, image = explorer.states.copy(), bytes(explorer.image.value)
+    states, image = explorer.states.copy(), explorer.png
     explorer.text.value = text  # must not raise
     assert message in explorer.error
     assert html.escape(message) in explorer.message.value  # shown to the reader, HTML-escaped
     np.testing.assert_array_equal(explorer.states, states)
-    assert bytes(explorer.image.value) == image
+    assert explorer.png == image
     explorer.text.value = "cab"  # a good input clears the message
     assert explorer.error is None and explorer.labels == ["c", "a", "b"]
 

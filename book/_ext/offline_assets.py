@@ -12,7 +12,12 @@ first build on a machine needs the registry; with ``npm`` missing or the registr
 no copies yet, the build stops with a message that says so, rather than producing a book that
 silently needs the internet.
 
-Run as a script (``python book/_ext/offline_assets.py``) it fetches the copies without building.
+The browser test (tests/test_browser.py) needs one package the book does not ship: axe-core,
+the accessibility checker it injects into every page. It is pinned and fetched the same way
+(``TEST_PACKAGES``), into ``_build/vendor/`` (ignored by git, never copied into the book).
+
+Run as a script (``python book/_ext/offline_assets.py``) it fetches the book's copies without
+building; ``--tests`` fetches the test's as well.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VENDOR = Path(__file__).resolve().parents[1] / "_static" / "vendor"
+TEST_VENDOR = Path(__file__).resolve().parents[2] / "_build" / "vendor"
 STAMP = ".fetched"
 
 
@@ -64,6 +70,18 @@ PACKAGES = {
         "requirejs@2.3.8",
         "sha512-7/cTSLOdYkNBNJcDMWf+luFvMriVm7eYxp4BcFCsAX0wF421Vyce5SXP17c+Jd5otXKGNehIonFlyQXSowL6Mw==",
         ("package.json", "require.js"),
+    ),
+}
+
+
+# Fetched for the tests only (fetch_all(TEST_VENDOR, TEST_PACKAGES)), not part of the book.
+TEST_PACKAGES = {
+    # axe-core, the accessibility rules engine the browser test runs in every page (axe.min.js
+    # defines window.axe; axe.run() returns the violations with their impact and nodes).
+    "axe-core": Package(
+        "axe-core@4.14.1",
+        "sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ==",
+        ("LICENSE", "package.json", "axe.min.js"),
     ),
 }
 
@@ -125,9 +143,10 @@ def fetch(name: str, package: Package, vendor: Path = VENDOR) -> bool:
     return True
 
 
-def fetch_all(vendor: Path = VENDOR) -> list[str]:
-    """Fetch every package that is not cached yet; return the names fetched."""
-    return [name for name, package in PACKAGES.items() if fetch(name, package, vendor)]
+def fetch_all(vendor: Path = VENDOR, packages: dict[str, Package] = PACKAGES) -> list[str]:
+    """Fetch every package of ``packages`` that is not cached in ``vendor`` yet; return the names
+    fetched."""
+    return [name for name, package in packages.items() if fetch(name, package, vendor)]
 
 
 def _on_config_inited(app, config) -> None:
@@ -151,6 +170,8 @@ def setup(app):
 if __name__ == "__main__":
     try:
         names = fetch_all()
+        if "--tests" in sys.argv[1:]:
+            names += fetch_all(TEST_VENDOR, TEST_PACKAGES)
     except VendorError as error:
         sys.exit(str(error))
-    print(f"fetched {', '.join(names)}" if names else "all local copies present", "in", VENDOR)
+    print(f"fetched {', '.join(names)}" if names else "all local copies present")

@@ -1,6 +1,7 @@
 // Glue between the book's local copies of RequireJS, MathJax 3 and the ipywidgets embed manager
 // (book/_ext/offline_assets.py fetches them; myst-nb loads this file after require.js and before
-// embed-amd.js, on pages whose notebook stored widget state).
+// embed-amd.js, on pages whose notebook stored widget state). It also gives the embed manager's
+// sliders the accessible names it leaves out.
 (function () {
   // The embed manager loads its Font Awesome files relative to the URL of one of its modules;
   // map that module to the local copy, or RequireJS resolves it next to the page.
@@ -22,4 +23,23 @@
       };
     }
   });
+
+  // The embed manager draws a slider's handle as role="slider" with no accessible name (axe:
+  // aria-input-field-name) and its editable readout with none either; the visible name, the
+  // widget's description, is a separate <label>. Name both by that label (aria-labelledby; the
+  // readout, an editable div, as a textbox) as soon as a slider is drawn.
+  var next = 0;
+  function nameSliders() {
+    document.querySelectorAll(".widget-slider").forEach(function (slider) {
+      var label = slider.querySelector(":scope > .widget-label");
+      if (!label || !label.textContent.trim()) return;
+      if (!label.id) label.id = "widget-slider-label-" + next++;
+      slider.querySelectorAll('[role="slider"], .widget-readout').forEach(function (control) {
+        if (control.hasAttribute("aria-labelledby")) return;
+        if (control.isContentEditable && !control.hasAttribute("role")) control.setAttribute("role", "textbox");
+        control.setAttribute("aria-labelledby", label.id);
+      });
+    });
+  }
+  new MutationObserver(nameSliders).observe(document.documentElement, { childList: true, subtree: true });
 })();
