@@ -6,15 +6,17 @@ one above (which is how cycles and "measurement code that needs the benchmark CL
     base       validation, device, timing          checks, the device, timing
     data       tasks, text, bpe                    what the models read
     ops        bptt, clipping, discretize, scan,   algorithms written from scratch
-               analysis
+               analysis, hippo, ssd
     models     models.*                            every model, no chapter code
     training   train                               the one training loop
     measure    gating, normalization,              the chapters' measurements
-               receptive_field, comparison, recall
-    viz        plots, widgets                      figures and widgets
+               comparison, recall
+    viz        plots, widgets, diagrams,           figures, their alt text, widgets
+               alt_text, receptive_field
     tools      bench, bench_models, bench_scan,    benchmarks, notebook set-up, the trained-experiment
-               notebook_setup, experiments,        records, grading, the command line
-               grading, __main__, the package root
+               notebook_setup, experiments,        records, the student's checks (grading) and the
+               grading, autograde, __main__,       instructor's grader (autograde), the command line
+               the package root
 
 The checks, each also run on a small synthetic module so that a checker that stopped seeing a
 problem fails too:
@@ -43,8 +45,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "ops": ("bptt", "clipping", "discretize", "scan", "analysis", "hippo", "ssd"),
     "models": ("models",),
     "training": ("train",),
-    "measure": ("gating", "normalization", "receptive_field", "comparison", "recall"),
-    "viz": ("plots", "widgets", "diagrams"),
+    "measure": ("gating", "normalization", "comparison", "recall"),
+    "viz": ("plots", "widgets", "diagrams", "alt_text", "receptive_field"),
     "tools": ("bench", "bench_models", "bench_scan", "notebook_setup", "experiments", "grading", "autograde",
               "__main__", ""),
 }

@@ -31,6 +31,9 @@ STUDENTS = {
 def nbgrader(course: Path, *args: str, strict: bool = False) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
     env["SEQCOURSE_STRICT"] = "1" if strict else "0"
+    # nbgrader runs the `alembic` command of its environment: the venv's bin folder must be on PATH
+    # even when pytest is started as .venv/bin/python without activating the venv (make test does)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     done = subprocess.run([sys.executable, "-m", "nbgrader", *args, "--force"], cwd=course, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -177,7 +177,7 @@ def test_a_stub_is_not_attempted(capsys):
         raise NotImplementedError()
 
     for question in state_space.QUESTIONS:
-        result = check(question.id, stub, strict=True)
+        result = check(question.id, stub, strict=False)
         assert not result.attempted and result.earned == 0
     assert capsys.readouterr().out.count("not attempted") == len(state_space.QUESTIONS)
 
