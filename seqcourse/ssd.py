@@ -1,6 +1,6 @@
 """State-space duality (SSD, Mamba-2): a selective SSM with a scalar decay is masked attention.
 
-Glossary (the symbols of the State-space chapter; Dao and Gu 2024, "Transformers are SSMs"):
+Glossary (the symbols of the State-space chapter; Dao and Gu 2024, "Transformers are SSMs")::
 
     b  batch size     T  sequence length     d  channels (a head's width)     n  state size
     x  (b, T, d)   the inputs x_t

@@ -263,19 +263,25 @@ _FOCUSABLE = """() => {""" + _NAME + """
 }"""
 # The element that has focus after a Tab: which control it is, whether it comes before the
 # previous Tab stop in the document, its name, and whether it shows a focus ring (an outline or a
-# box-shadow that is not transparent).
+# box-shadow that is not transparent) on itself or, for an element whose only content is one child
+# (the theme's table-of-contents toggles draw the ring on their icon), on that child.
 _FOCUSED = """() => {""" + _NAME + """
   const e = document.activeElement;
   if (!e || e === document.body) return null;
-  const style = getComputedStyle(e);
   const visible = color => !/^(transparent|rgba\\(.*,\\s*0\\))$/.test(color);
-  const outline = style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 1 && visible(style.outlineColor);
-  const shadow = style.boxShadow !== 'none' && visible(style.boxShadow.replace(/\\)\\s.*$/, ')'));
+  const hasRing = el => {
+    const style = getComputedStyle(el);
+    const outline = style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 1 && visible(style.outlineColor);
+    const shadow = style.boxShadow !== 'none' && visible(style.boxShadow.replace(/\\)\\s.*$/, ')'));
+    return outline || shadow;
+  };
+  const only = e.children.length === 1 && e.textContent.trim() === e.children[0].textContent.trim() ? e.children[0] : null;
+  const ring = hasRing(e) || Boolean(only && hasRing(only));
   const back = Boolean(window.lastTabStop && window.lastTabStop !== e
                        && (window.lastTabStop.compareDocumentPosition(e) & Node.DOCUMENT_POSITION_PRECEDING));
   window.lastTabStop = e;
   return {index: e.dataset.tabIndexInDocument === undefined ? null : Number(e.dataset.tabIndexInDocument),
-          back, ring: outline || shadow, name: nameOf(e)};
+          back, ring, name: nameOf(e)};
 }"""
 MAX_TABS = 800
 

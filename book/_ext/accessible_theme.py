@@ -14,6 +14,12 @@ tests/test_browser.py).
   ``div``, so a list with no list items (axe: aria-required-children, critical). The translator
   below writes them as ``role="listitem"``.
 
+- The table of contents: a chapter with sections (5, 8) gets a toggle, a ``<summary>`` holding only
+  an icon, so a screen reader announces nothing (axe: summary-name, serious). Each such summary is
+  named "Sections of this chapter" after the build, and the navigation shows two levels open
+  (``show_navbar_depth``), so the section links are on the page and reachable with Tab (the theme
+  draws the toggle's focus ring on its icon).
+
 The components whose markup changes live in book/_templates (``templates_path`` in _config.yml):
 ``search-button-field.html`` (its accessible name is the visible word "Search"; the shortcut is
 ``aria-keyshortcuts``), ``theme-switcher.html`` (the mode icons are decorative, so the name is
@@ -22,7 +28,12 @@ landmark).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from sphinx.writers.html5 import HTML5Translator
+
+TOGGLE = '<summary><span class="toctree-toggle" role="presentation">'
+NAMED_TOGGLE = '<summary aria-label="Sections of this chapter"><span class="toctree-toggle" role="presentation">'
 
 
 class AccessibleHTML5Translator(HTML5Translator):
@@ -37,9 +48,21 @@ class AccessibleHTML5Translator(HTML5Translator):
 
 def _one_search_field(app, config) -> None:
     config.html_theme_options.setdefault("navbar_persistent", [])
+    config.html_theme_options.setdefault("show_navbar_depth", 2)
+
+
+def _name_toc_toggles(app, exception) -> None:
+    """Give every icon-only toggle of the table of contents an accessible name (module docstring)."""
+    if exception is not None or app.builder.format != "html":
+        return
+    for page in Path(app.outdir).rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        if TOGGLE in text:
+            page.write_text(text.replace(TOGGLE, NAMED_TOGGLE), encoding="utf-8")
 
 
 def setup(app):
     app.connect("config-inited", _one_search_field)
+    app.connect("build-finished", _name_toc_toggles)
     app.set_translator("html", AccessibleHTML5Translator, override=True)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

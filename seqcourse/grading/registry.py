@@ -48,23 +48,24 @@ class Case:
 class Question:
     """A graded question.
 
-    id: what a check cell passes to ``check`` (e.g. ``"rnn-step"``).
-    title: one line shown above the check's per-case lines.
-    points: what the question is worth; a check earns ``points * passed / len(cases)``.
-    args: the student function's positional arguments, in order.
-    outputs: names of what it returns: one name means a single tensor, several a tuple of
-        tensors in that order.
-    reference: computes the expected outputs from the same inputs (a tensor, or a tuple of
-        tensors matching ``outputs``); it must not share the obvious formula with the solution.
-    cases: the test cases.
-    tol: largest accepted absolute difference from the reference, entry by entry.
-    allow_autograd: False runs the student's function under ``torch.no_grad()`` (for questions
-        that ask for a gradient by hand).
-    forbids: what the student's function may not use, among :data:`FORBIDDABLE`: ``"seqcourse"``
-        (any code of the course's package: its models and these references), ``"torch.nn"``
-        (``torch.nn`` modules) and ``"autograd"`` (always forbidden when ``allow_autograd`` is
-        False). The batch grader watches the function while it records its outputs; a question
-        whose function used something it forbids scores 0 (flag ``forbidden:ID:WHAT``).
+    Attributes:
+        id: what a check cell passes to ``check`` (e.g. ``"rnn-step"``).
+        title: one line shown above the check's per-case lines.
+        points: what the question is worth; a check earns ``points * passed / len(cases)``.
+        args: the student function's positional arguments, in order.
+        outputs: names of what it returns: one name means a single tensor, several a tuple of
+            tensors in that order.
+        reference: computes the expected outputs from the same inputs (a tensor, or a tuple of
+            tensors matching ``outputs``); it must not share the obvious formula with the solution.
+        cases: the test cases.
+        tol: largest accepted absolute difference from the reference, entry by entry.
+        allow_autograd: False runs the student's function under ``torch.no_grad()`` (for questions
+            that ask for a gradient by hand).
+        forbids: what the student's function may not use, among :data:`FORBIDDABLE`: ``"seqcourse"``
+            (any code of the course's package: its models and these references), ``"torch.nn"``
+            (``torch.nn`` modules) and ``"autograd"`` (always forbidden when ``allow_autograd`` is
+            False). The batch grader watches the function while it records its outputs; a question
+            whose function used something it forbids scores 0 (flag ``forbidden:ID:WHAT``).
     """
 
     id: str
