@@ -47,12 +47,13 @@ from .models.wrappers import Classifier, LanguageModel
 from .tasks import adding_baseline_mse, copy_baseline
 from .timing import interleaved_medians
 from .train import train
-from .validation import expect_int
+from .validation import expect_int, module_dtype_device
 
 __all__ = [
     "CLAIMS",
     "FAMILIES",
     "Claim",
+    "check_core",
     "count_parameters",
     "flops_per_token",
     "generation_costs",
@@ -173,7 +174,7 @@ def state_bytes(state) -> int:
     raise TypeError(f"state must hold tensors (in tuples or lists); got {type(state).__name__}")
 
 
-def _check_core(core, name: str = "core", *, step: bool = False) -> None:
+def check_core(core, name: str = "core", *, step: bool = False) -> None:
     """A sequence core: a ``torch.nn.Module`` with parameters, an ``input_size`` D and
     forward(x (B, T, D)) -> (outputs (B, T, H), state); with ``step``, also step(x_t (B, D), state)."""
     needs = ["input_size"] + (["step"] if step else [])
@@ -188,11 +189,7 @@ def _check_cores(cores, *, step: bool = False) -> None:
         raise TypeError("cores must be a non-empty mapping from names to cores (torch.nn.Module), "
                         "e.g. {name: core for name, (core, H) in matched_cores(...).items()}")
     for name, core in cores.items():
-        _check_core(core, f"cores[{name!r}]", step=step)
-
-
-def _device_of(core: nn.Module) -> torch.device:
-    return next(core.parameters()).device
+        check_core(core, f"cores[{name!r}]", step=step)
 
 
 def training_costs(cores: Mapping[str, nn.Module], lengths: Sequence[int], *, batch: int = 8,
@@ -206,11 +203,11 @@ def training_costs(cores: Mapping[str, nn.Module], lengths: Sequence[int], *, ba
     of the loss, measured on ``depth_cores[name]`` when given (e.g. the readable twin of a fused core)."""
     _check_cores(cores)
     rows = []
-    device = _device_of(next(iter(cores.values())))
+    device = module_dtype_device(next(iter(cores.values())))[1]
     for T in lengths:
         expect_int(T, "each length", minimum=1)
         x = {name: torch.randn(batch, T, core.input_size, generator=torch.Generator().manual_seed(seed))
-             .to(_device_of(core)) for name, core in cores.items()}
+             .to(module_dtype_device(core)[1]) for name, core in cores.items()}
 
         def loss(core, inputs):
             return core(inputs)[0].square().mean()
@@ -239,7 +236,7 @@ def generation_costs(cores: Mapping[str, nn.Module], positions: int, *, batch: i
     out = {}
     for name, core in cores.items():
         g = torch.Generator().manual_seed(seed)
-        device = _device_of(core)
+        device = module_dtype_device(core)[1]
         xs = torch.randn(positions, batch, core.input_size, generator=g).to(device)
         state, seconds, sizes = None, [], []
         for x_t in xs:
@@ -261,10 +258,10 @@ def gradient_reach(core: nn.Module, length: int, *, batch: int = 4, seed: int = 
 
     A recurrence multiplies one Jacobian per step, so r_k typically decays geometrically; a TCN's
     r_k is exactly 0 once k reaches its receptive field; attention reaches every position in one hop."""
-    _check_core(core)
+    check_core(core)
     expect_int(length, "length", minimum=2)
     g = torch.Generator().manual_seed(seed)
-    device = _device_of(core)
+    device = module_dtype_device(core)[1]
     x = torch.randn(batch, length, core.input_size, generator=g).to(device).requires_grad_()
     y_last = core(x)[0][:, -1]  # (B, H)
     (grad,) = torch.autograd.grad((y_last * torch.randn(y_last.shape[-1], generator=g).to(device)).sum(), x)
@@ -279,9 +276,9 @@ def flops_per_token(core: nn.Module, positions: Sequence[int], *, batch: int = 1
     work is not counted): ``{p: flops}``. Deterministic. Fused attention kernels are not counted on
     every device, so count a Transformer with its readable attention (``attention_fast=False``)."""
 
-    _check_core(core, step=True)
+    check_core(core, step=True)
     wanted = sorted({expect_int(p, "each position", minimum=1) for p in positions})
-    device = _device_of(core)
+    device = module_dtype_device(core)[1]
     g = torch.Generator().manual_seed(seed)
     state, counts = None, {}
     for p in range(1, wanted[-1] + 1):

@@ -24,11 +24,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .comparison import count_parameters, make_core, matched_cores, state_bytes
+from .comparison import check_core, count_parameters, make_core, matched_cores, state_bytes
 from .models.bidirectional import Tagger
 from .tasks import IGNORE_INDEX, associative_recall
 from .train import train
-from .validation import expect_float, expect_int
+from .validation import expect_float, expect_int, module_dtype_device
 
 __all__ = ["N_KEYS", "N_VALUES", "outer_product_recall", "recall_scores", "state_floats"]
 
@@ -42,17 +42,15 @@ def state_floats(core: nn.Module, n_steps: int) -> int:
     """The numbers ``core`` carries after ``step()`` over ``n_steps`` inputs (batch 1, zeros:
     only the state's size matters), i.e. ``state_bytes`` over the element size. A fixed-state
     family gives the same count for every ``n_steps``; the Transformer's KV cache grows with it."""
-    if not isinstance(core, nn.Module) or not callable(getattr(core, "step", None)) or not hasattr(core, "input_size"):
-        raise TypeError(f"core must be a sequence core with input_size and step(x_t, state) (see comparison.make_core); "
-                        f"got {type(core).__name__}")
+    check_core(core, step=True)
     n_steps = expect_int(n_steps, "n_steps", minimum=1)
-    parameter = next(core.parameters())
-    x_t = torch.zeros(1, core.input_size, dtype=parameter.dtype, device=parameter.device)
+    dtype, device = module_dtype_device(core)
+    x_t = torch.zeros(1, core.input_size, dtype=dtype, device=device)
     state = None
     with torch.no_grad():
         for _ in range(n_steps):
             _, state = core.step(x_t, state)
-    return state_bytes(state) // parameter.element_size()
+    return state_bytes(state) // x_t.element_size()
 
 
 def outer_product_recall(key_size: int, n_pairs: int, *, n_values: int = N_VALUES, trials: int = 200,
