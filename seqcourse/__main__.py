@@ -17,7 +17,7 @@ COMMANDS = {
     "generate": "seqcourse.grading.generate",
     "grade": "seqcourse.autograde.batch",
     "autograder": "seqcourse.autograde.gradescope",
-    "bench": "seqcourse.bench",
+    "bench": "seqcourse.tools.bench",
     "experiments": "seqcourse.experiments.runner",
 }
 

@@ -1,4 +1,4 @@
-"""Figures for every reader: seqcourse.alt_text (alt text from a figure's own text, an opaque
+"""Figures for every reader: seqcourse.viz.alt_text (alt text from a figure's own text, an opaque
 background) and book/_ext/figure_alt.py (the stored alt text onto the book's images)."""
 import base64
 import hashlib
@@ -15,8 +15,8 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from seqcourse import alt_text, plots
-from seqcourse.receptive_field import receptive_field_figure
+from seqcourse.viz import alt_text, plots
+from seqcourse.viz.receptive_field import receptive_field_figure
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def test_a_kernel_that_imports_seqcourse_stores_alt_text_and_opaque_figures():
     nb.cells = [nbformat.v4.new_code_cell(source) for source in (
         "import seqcourse\nimport matplotlib.pyplot as plt",
         "fig, ax = plt.subplots()\nax.plot([1, 2, 3], label='loss')\nax.set_title('shown')\nax.legend()\nplt.show()",
-        "from seqcourse import plots\nplots.loss_curve([3.0, 2.0, 1.0], title='returned')",
+        "from seqcourse.viz import plots\nplots.loss_curve([3.0, 2.0, 1.0], title='returned')",
     )]
     NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     figures = [o for cell in nb.cells for o in cell.outputs if "image/png" in o.get("data", {})]

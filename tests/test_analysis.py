@@ -3,7 +3,7 @@ bytes that tensors created by a computation hold at one time."""
 import pytest
 import torch
 
-from seqcourse.analysis import peak_tensor_bytes, saved_tensor_bytes
+from seqcourse.measure.analysis import peak_tensor_bytes, saved_tensor_bytes
 from seqcourse.models.rnn import RNN
 
 

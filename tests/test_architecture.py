@@ -3,20 +3,19 @@
 ``seqcourse`` is layered; a module may import from its own layer and the layers below it, never from
 one above (which is how cycles and "measurement code that needs the benchmark CLI" creep in):
 
-    base       validation, device, timing          checks, the device, timing
-    data       tasks, text, bpe                    what the models read
-    ops        bptt, clipping, discretize, scan,   algorithms written from scratch
-               analysis, hippo, ssd
-    models     models.*                            every model, no chapter code
-    training   train                               the one training loop
-    measure    gating, normalization,              the chapters' measurements
-               comparison, recall
-    viz        plots, widgets, diagrams,           figures, their alt text, widgets
-               alt_text, receptive_field
-    tools      bench, bench_models, bench_scan,    benchmarks, notebook set-up, the trained-experiment
-               notebook_setup, experiments,        records, the student's checks (grading) and the
-               grading, autograde, __main__,       instructor's grader (autograde), the command line
-               the package root
+    base       validation, device              checks, the device, set-up
+    data       data/                           what the models read
+    ops        ops/                            algorithms written from scratch
+    models     models/                         every model, no chapter code
+    training   train                           the one training loop
+    measure    measure/                        timing and the chapters' measurements
+    viz        viz/                            figures, their alt text, widgets
+    tools      tools/, experiments/,           benchmarks, notebook set-up, the trained-experiment
+               grading/, autograde/,           records, the student's checks (grading) and the
+               __main__, the package root      instructor's grader (autograde), the command line
+
+Each folder is one layer, so a module's place says what it may import; only the two bottom layers'
+modules and the training loop sit at the package root.
 
 The checks, each also run on a small synthetic module so that a checker that stopped seeing a
 problem fails too:
@@ -40,21 +39,20 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "seqcourse"
 
 LAYERS: dict[str, tuple[str, ...]] = {
-    "base": ("validation", "device", "timing"),
-    "data": ("tasks", "text", "bpe"),
-    "ops": ("bptt", "clipping", "discretize", "scan", "analysis", "hippo", "ssd"),
+    "base": ("validation", "device"),
+    "data": ("data",),
+    "ops": ("ops",),
     "models": ("models",),
     "training": ("train",),
-    "measure": ("gating", "normalization", "comparison", "recall"),
-    "viz": ("plots", "widgets", "diagrams", "alt_text", "receptive_field"),
-    "tools": ("bench", "bench_models", "bench_scan", "notebook_setup", "experiments", "grading", "autograde",
-              "__main__", ""),
+    "measure": ("measure",),
+    "viz": ("viz",),
+    "tools": ("tools", "experiments", "grading", "autograde", "__main__", ""),
 }
 RANK = {layer: i for i, layer in enumerate(LAYERS)}
 
 
 def layer_of(module: str) -> str | None:
-    """The layer of a module named relative to the package ("models.rnn", "scan", "" for the root)."""
+    """The layer of a module named relative to the package ("models.rnn", "ops.scan", "" for the root)."""
     head = module.split(".")[0]
     for layer, members in LAYERS.items():
         if head in members:
@@ -134,13 +132,13 @@ def test_every_layer_named_exists():
 
 @pytest.mark.parametrize("module, source, expected", [
     ("models.rnn", "from ..train import train\n", "the models layer imports train from the higher training layer"),
-    ("scan", "from .comparison import make_core\n", "the ops layer imports comparison from the higher measure layer"),
-    ("comparison", "def f():\n    from .bench_models import x  # the benchmark's timer\n",
-     "the measure layer imports bench_models from the higher tools layer"),
-    ("tasks", "import seqcourse.plots\n", "the data layer imports plots from the higher viz layer"),
+    ("ops.scan", "from ..measure.comparison import make_core\n", "the ops layer imports measure.comparison from the higher measure layer"),
+    ("measure.comparison", "def f():\n    from ..tools.bench_models import x  # the benchmark's timer\n",
+     "the measure layer imports tools.bench_models from the higher tools layer"),
+    ("data.tasks", "import seqcourse.viz.plots\n", "the data layer imports viz.plots from the higher viz layer"),
     ("models.seq2seq", "from ..validation import _same_device\n", "imports the private name _same_device"),
-    ("comparison", "def f():\n    from .tasks import copy_task\n", "inside a function without a comment"),
-    ("comparison", "from . import bench\n", "imports bench from the higher tools layer"),
+    ("measure.comparison", "def f():\n    from ..data.tasks import copy_task\n", "inside a function without a comment"),
+    ("measure.comparison", "from ..tools import bench\n", "imports tools from the higher tools layer"),
     ("newmodule", "import torch\n", "newmodule: in no layer"),
 ])
 def test_the_checker_sees_each_kind_of_problem(module, source, expected):
@@ -149,9 +147,9 @@ def test_the_checker_sees_each_kind_of_problem(module, source, expected):
 
 def test_the_checker_accepts_what_is_allowed():
     assert problems("from ..validation import expect_int\nfrom .rnn import RNN\n", "models.gated") == []
-    assert problems("def f():\n    # only the recording run needs it\n    from .device import get_device\n",
-                    "comparison") == []
-    assert problems("from . import tasks\nfrom .models.rnn import RNN\n", "comparison") == []
+    assert problems("def f():\n    # only the recording run needs it\n    from ..device import get_device\n",
+                    "measure.comparison") == []
+    assert problems("from ..data import tasks\nfrom ..models.rnn import RNN\n", "measure.comparison") == []
 
 
 # ---- the chapters ----------------------------------------------------------------------------------

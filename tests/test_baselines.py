@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from seqcourse.models.baselines import BagOfWords, NGramClassifier, WindowMLP
-from seqcourse.tasks import TOKEN_A, TOKEN_B, order_task
+from seqcourse.data.tasks import TOKEN_A, TOKEN_B, order_task
 
 
 def gen(seed=0):

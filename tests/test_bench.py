@@ -12,7 +12,7 @@ import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from seqcourse import bench
+from seqcourse.tools import bench
 
 MiB = 2**20
 

@@ -1,4 +1,4 @@
-"""The model benchmark (``python -m seqcourse.bench_models`` and ``python -m seqcourse bench``) at tiny
+"""The model benchmark (``python -m seqcourse.tools.bench_models`` and ``python -m seqcourse bench``) at tiny
 sizes: it runs, prints its tables and writes JSON with the expected keys. No timing is asserted
 (times vary run to run); the deterministic parts (saved bytes, backward work) are checked."""
 import argparse
@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from seqcourse import bench, bench_models
+from seqcourse.tools import bench, bench_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -3,8 +3,8 @@ trainer against the naive one built from merge_step, exact round trips on unseen
 checks on bad merges and ids."""
 import pytest
 
-from seqcourse.bpe import BPETokenizer, merge_step, pair_counts, pretokenize, train_bpe
-from seqcourse.text import load_corpus
+from seqcourse.data.bpe import BPETokenizer, merge_step, pair_counts, pretokenize, train_bpe
+from seqcourse.data.text import load_corpus
 
 a, b, c, d = (ord(ch) for ch in "abcd")  # 97, 98, 99, 100
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from seqcourse.bptt import rnn_bptt, rnn_forward
+from seqcourse.ops.bptt import rnn_bptt, rnn_forward
 from seqcourse.models.rnn import RNN
 
 B, T, D, H = 2, 7, 3, 4

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from seqcourse.clipping import clip_by_norm, clip_by_value, clip_grad_norm_, clip_grad_value_, global_norm
+from seqcourse.ops.clipping import clip_by_norm, clip_by_value, clip_grad_norm_, clip_grad_value_, global_norm
 
 
 def _params_with_grads(grads, device="cpu"):

@@ -1,10 +1,10 @@
-"""seqcourse.comparison: the cores at matched parameter counts, the chain length of the autograd
+"""seqcourse.measure.comparison: the cores at matched parameter counts, the chain length of the autograd
 graph, saved memory and state sizes (deterministic measures), gradient reach, the long-range
 scoring, and the claims' verdicts on hand-made measurements."""
 import pytest
 import torch
 
-from seqcourse import comparison as cmp
+from seqcourse.measure import comparison as cmp
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -155,7 +155,7 @@ def test_long_range_bar_and_distances():
 
 
 def test_min_distance_of_the_copy_task_matches_its_layout():
-    from seqcourse.tasks import copy_task
+    from seqcourse.data.tasks import copy_task
     delay = 5
     inputs, targets = copy_task(1, delay, n_symbols=cmp.N_SYMBOLS, copy_length=cmp.RECALLED)
     read = (inputs[0] > 0) & (inputs[0] <= cmp.N_SYMBOLS)  # steps holding a symbol
@@ -165,7 +165,7 @@ def test_min_distance_of_the_copy_task_matches_its_layout():
 
 
 def test_min_distance_of_the_selective_copy_task_matches_its_layout():
-    from seqcourse.tasks import selective_copy_task
+    from seqcourse.data.tasks import selective_copy_task
     length = cmp.RECALLED + 1  # few layouts, so the tightest one (symbols just before the markers) occurs
     inputs, targets = selective_copy_task(200, length, n_tokens=cmp.RECALLED, n_symbols=cmp.N_SYMBOLS,
                                           generator=torch.Generator().manual_seed(0))

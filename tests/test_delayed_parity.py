@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqcourse.tasks import IGNORE_INDEX, delayed_parity
+from seqcourse.data.tasks import IGNORE_INDEX, delayed_parity
 
 
 def test_targets_are_the_xor_of_bits_lag_apart():

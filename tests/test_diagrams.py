@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from seqcourse.diagrams import (GRU_EDGES, GRU_NODES, LSTM_EDGES, LSTM_NODES, MAMBA_EDGES, MAMBA_NODES, Edge, Node, draw,
+from seqcourse.viz.diagrams import (GRU_EDGES, GRU_NODES, LSTM_EDGES, LSTM_NODES, MAMBA_EDGES, MAMBA_NODES, Edge, Node, draw,
                                 draw_gru_cell, draw_lstm_cell, draw_mamba_block)
 
 DIAGRAMS = {"mamba": (MAMBA_NODES, MAMBA_EDGES, draw_mamba_block), "lstm": (LSTM_NODES, LSTM_EDGES, draw_lstm_cell),

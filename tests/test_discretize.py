@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from seqcourse.discretize import discretize, discretize_diagonal, integrate, run_recurrence
+from seqcourse.ops.discretize import discretize, discretize_diagonal, integrate, run_recurrence
 
 F64 = torch.float64
 

@@ -11,7 +11,7 @@ from seqcourse.models.encoder_decoder import (DecoderBlock, TransformerSeq2Seq, 
                                               copy_encoder_layer_from_torch)
 from seqcourse.models.seq2seq import exact_match, seq2seq_loss
 from seqcourse.models.transformer import Block
-from seqcourse.tasks import BOS, EOS, PAD, reverse_task
+from seqcourse.data.tasks import BOS, EOS, PAD, reverse_task
 from seqcourse.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -191,7 +191,7 @@ def test_metadata_is_valid_nbgrader_schema_3(path):
 @pytest.mark.parametrize("path", SOLUTION_NOTEBOOKS, ids=lambda p: p.name)
 def test_grade_ids_are_unique_within_each_solution(path):
     # nbgrader matches cells by grade_id within one notebook; the shared set-up cell
-    # (seqcourse.notebook_setup) has the same id in every notebook.
+    # (seqcourse.tools.notebook_setup) has the same id in every notebook.
     ids = [nbgrader(c)["grade_id"] for c in read(path).cells if nbgrader(c)]
     assert len(ids) == len(set(ids))
 

@@ -1,9 +1,9 @@
-"""seqcourse.gating: forget gates against torch.nn.LSTM's, the isolated cell path's Jacobian equal to
+"""seqcourse.measure.gating: forget gates against torch.nn.LSTM's, the isolated cell path's Jacobian equal to
 diag(∏ f_t), the full Jacobian against finite differences, and input checks."""
 import pytest
 import torch
 
-from seqcourse.gating import cell_state_jacobian, forget_gate_product, forget_gates
+from seqcourse.measure.gating import cell_state_jacobian, forget_gate_product, forget_gates
 from seqcourse.models.gated import GRU, LSTM, copy_lstm_from_torch
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqcourse.analysis import (
+from seqcourse.measure.analysis import (
     SIGNAL_FACTORS,
     eigenvalues,
     gradient_decay_curves,
@@ -245,11 +245,11 @@ def test_gradient_decay_curves_linear_powers_and_tanh_autograd():
         gradient_decay_curves(0.0, 5)
 
 
-# ---- the chapter's figures and explorer (seqcourse.plots / seqcourse.widgets additions) --------
+# ---- the chapter's figures and explorer (seqcourse.viz.plots / seqcourse.viz.widgets additions) --------
 
 
 def test_gradient_figures_hold_the_data():
-    from seqcourse import plots
+    from seqcourse.viz import plots
 
     x = np.arange(1, 6)
     fig = plots.gradient_norms(x, {"a": [1.0, 0.5, 0.25, 0.0, float("nan")], "b": np.ones(5)})
@@ -274,7 +274,7 @@ def test_gradient_figures_hold_the_data():
 
 def test_gradient_norm_explorer_follows_the_sliders():
     pytest.importorskip("ipywidgets")
-    from seqcourse.widgets import GradientNormExplorer
+    from seqcourse.viz.widgets import GradientNormExplorer
 
     explorer = GradientNormExplorer(radius=0.9, distance=20, hidden_size=8)
     assert explorer.png.startswith(b"\x89PNG")

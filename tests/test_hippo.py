@@ -9,7 +9,7 @@ import pytest
 import torch
 from numpy.polynomial import legendre as npl
 
-from seqcourse.hippo import (legendre_basis, legs_matrices, legs_normal_eigenvalues, legs_nplr, legs_online,
+from seqcourse.ops.hippo import (legendre_basis, legs_matrices, legs_normal_eigenvalues, legs_nplr, legs_online,
                              legs_reconstruct)
 from seqcourse.models.s4d import s4d_imaginary_parts
 

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from seqcourse.tasks import BLANK, adding_baseline_mse, adding_problem, copy_baseline, copy_task
+from seqcourse.data.tasks import BLANK, adding_baseline_mse, adding_problem, copy_baseline, copy_task
 
 
 def gen(seed=0):

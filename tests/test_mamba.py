@@ -10,8 +10,8 @@ import torch
 
 from seqcourse.models.mamba import Mamba, MambaBlock
 from seqcourse.models.wrappers import Classifier, LanguageModel
-from seqcourse.scan import selective_scan
-from seqcourse.tasks import BLANK, IGNORE_INDEX, selective_copy_task
+from seqcourse.ops.scan import selective_scan
+from seqcourse.data.tasks import BLANK, IGNORE_INDEX, selective_copy_task
 
 F64 = torch.float64
 

@@ -1,4 +1,4 @@
-"""seqcourse.normalization: LayerNorm's Jacobian by hand vs autograd, block Jacobians of pre- and
+"""seqcourse.measure.normalization: LayerNorm's Jacobian by hand vs autograd, block Jacobians of pre- and
 post-norm blocks, per-layer gradient norms, the warm-up schedule and the training helper."""
 import math
 import warnings
@@ -11,7 +11,7 @@ from seqcourse import seed_everything
 from seqcourse.grading.check import check
 from seqcourse.models.norm import LayerNorm
 from seqcourse.models.transformer import Block
-from seqcourse.normalization import (
+from seqcourse.measure.normalization import (
     LayerGradients,
     block_jacobian,
     depth_sweep,

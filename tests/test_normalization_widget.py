@@ -1,10 +1,10 @@
-"""seqcourse.widgets.NormPlacementExplorer: drive the depth/placement explorer as a reader would."""
+"""seqcourse.viz.widgets.NormPlacementExplorer: drive the depth/placement explorer as a reader would."""
 import numpy as np
 import pytest
 import torch
 
-from seqcourse.normalization import stack_gradient_norms
-from seqcourse.widgets import NormPlacementExplorer
+from seqcourse.measure.normalization import stack_gradient_norms
+from seqcourse.viz.widgets import NormPlacementExplorer
 
 pytest.importorskip("ipywidgets")
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqcourse.analysis import peak_tensor_bytes
+from seqcourse.measure.analysis import peak_tensor_bytes
 from seqcourse.models.attention import causal_mask, padding_mask, scaled_dot_product_attention, sliding_window_mask
 from seqcourse.models.online_softmax import online_softmax_attention, online_softmax_update
 

@@ -3,7 +3,7 @@ the vanilla RNN's function with that W_h, and step() agrees with forward()."""
 import pytest
 import torch
 
-from seqcourse.analysis import state_gradient_norms
+from seqcourse.measure.analysis import state_gradient_norms
 from seqcourse.models.orthogonal import OrthogonalRNN, skew_to_orthogonal
 from seqcourse.models.rnn import RNN
 from seqcourse.models.wrappers import Classifier

@@ -1,4 +1,4 @@
-"""seqcourse.plots: each helper returns a Figure whose data are what it was given (no pixels)."""
+"""seqcourse.viz.plots: each helper returns a Figure whose data are what it was given (no pixels)."""
 import math
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from seqcourse import plots
+from seqcourse.viz import plots
 
 
 def test_heatmap_image_is_states_transposed():

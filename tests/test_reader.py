@@ -25,15 +25,15 @@ import yaml
 from IPython.core.inputtransformer2 import TransformerManager
 
 from book_toc import toc_entries
-from seqcourse import notebook_setup
-from seqcourse.notebook_setup import CELL_ID, ensure_setup_cell, has_setup_cell, repository_url, setup_cell_source
+from seqcourse.tools import notebook_setup
+from seqcourse.tools.notebook_setup import CELL_ID, ensure_setup_cell, has_setup_cell, repository_url, setup_cell_source
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 URL = CONFIG["repository"]["url"]
 README = (ROOT / "README.md").read_text()
 NOTEBOOK_FOLDERS = ("book", "solutions", "exercises")
-INSERT_COMMAND = ".venv/bin/python -m seqcourse.notebook_setup book solutions && make exercises"
+INSERT_COMMAND = ".venv/bin/python -m seqcourse.tools.notebook_setup book solutions && make exercises"
 
 
 def bash_commands(markdown: str) -> list[str]:

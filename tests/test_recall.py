@@ -3,9 +3,9 @@ direct computation, the state counts per family, and that one attention layer le
 import pytest
 import torch
 
-from seqcourse import comparison as cmp
-from seqcourse.recall import N_KEYS, N_VALUES, outer_product_recall, recall_scores, state_floats
-from seqcourse.tasks import IGNORE_INDEX, associative_recall
+from seqcourse.measure import comparison as cmp
+from seqcourse.measure.recall import N_KEYS, N_VALUES, outer_product_recall, recall_scores, state_floats
+from seqcourse.data.tasks import IGNORE_INDEX, associative_recall
 
 K, V = 10, 6
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from seqcourse.models.tcn import TCN, CausalConv1d, receptive_field, tcn_receptive_field
-from seqcourse.receptive_field import (
+from seqcourse.viz.receptive_field import (
     ReceptiveFieldExplorer,
     empirical_receptive_field,
     influence_cone,

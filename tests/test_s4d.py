@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from seqcourse.discretize import discretize
+from seqcourse.ops.discretize import discretize
 from seqcourse.models.s4d import S4D, S4DLayer, s4d_imaginary_parts
 from seqcourse.models.wrappers import Classifier, LanguageModel
 

@@ -5,9 +5,9 @@ linear in T (counted, not timed); and bad input gives clear errors."""
 import pytest
 import torch
 
-from seqcourse.analysis import saved_tensor_bytes
-from seqcourse.bench_scan import LINEAR_SCANS as BENCHMARKED_SCANS
-from seqcourse.bench_scan import (
+from seqcourse.measure.analysis import saved_tensor_bytes
+from seqcourse.tools.bench_scan import LINEAR_SCANS as BENCHMARKED_SCANS
+from seqcourse.tools.bench_scan import (
     backward_elements,
     linear_scan_blelloch,
     linear_scan_inputs,
@@ -18,7 +18,7 @@ from seqcourse.bench_scan import (
     scan_table,
     time_scans,
 )
-from seqcourse.scan import (
+from seqcourse.ops.scan import (
     SCANS,
     linear_scan_fast,
     linear_scan_parallel,

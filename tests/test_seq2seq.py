@@ -7,7 +7,7 @@ import torch
 from seqcourse.models.gated import copy_gru_from_torch, copy_lstm_from_torch
 from seqcourse.models.rnn import copy_from_torch
 from seqcourse.models.seq2seq import Seq2Seq, exact_match, seq2seq_loss
-from seqcourse.tasks import BOS, EOS, PAD, reverse_task
+from seqcourse.data.tasks import BOS, EOS, PAD, reverse_task
 from seqcourse.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,8 +9,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from seqcourse.models.long_context import LinearAttention, elu_feature_map
-from seqcourse.scan import selective_scan
-from seqcourse.ssd import decay_mask, ssd_attention, ssd_matrix, ssd_multiplications, ssd_scan
+from seqcourse.ops.scan import selective_scan
+from seqcourse.ops.ssd import decay_mask, ssd_attention, ssd_matrix, ssd_multiplications, ssd_scan
 
 F64 = torch.float64
 

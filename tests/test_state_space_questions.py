@@ -12,9 +12,9 @@ from numpy.polynomial import legendre as npl
 from seqcourse.grading import check, get_question, question_ids, run_student, score
 from seqcourse.grading.questions import state_space
 from seqcourse.grading.registry import Case
-from seqcourse.hippo import legs_matrices
-from seqcourse.scan import selective_scan
-from seqcourse.ssd import ssd_matrix
+from seqcourse.ops.hippo import legs_matrices
+from seqcourse.ops.scan import selective_scan
+from seqcourse.ops.ssd import ssd_matrix
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from seqcourse.models.rnn import RNN
 from seqcourse.models.wrappers import Classifier
-from seqcourse.tasks import TOKEN_A, TOKEN_B, order_task
+from seqcourse.data.tasks import TOKEN_A, TOKEN_B, order_task
 
 
 def gen(seed=0):

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import seqcourse.text as text
-from seqcourse.text import CORPUS_FILES, CharVocab, load_corpus, random_windows
+import seqcourse.data.text as text
+from seqcourse.data.text import CORPUS_FILES, CharVocab, load_corpus, random_windows
 
 
 @pytest.fixture(scope="module")

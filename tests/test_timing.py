@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from seqcourse.timing import interleaved_medians, median_seconds
+from seqcourse.measure.timing import interleaved_medians, median_seconds
 
 
 def test_interleaved_medians_runs_each_case_once_per_round_rotating_the_order():

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from seqcourse.models.bidirectional import Bidirectional, Tagger
 from seqcourse.models.gated import GRU
-from seqcourse.tasks import BOS, EOS, FIRST_SYMBOL, IGNORE_INDEX, PAD, lookahead_parity, reverse_task
+from seqcourse.data.tasks import BOS, EOS, FIRST_SYMBOL, IGNORE_INDEX, PAD, lookahead_parity, reverse_task
 from seqcourse.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")

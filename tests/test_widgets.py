@@ -1,4 +1,4 @@
-"""seqcourse.widgets: drive the hidden-state explorer as a reader would, without a front end."""
+"""seqcourse.viz.widgets: drive the hidden-state explorer as a reader would, without a front end."""
 import html
 
 import numpy as np
@@ -7,8 +7,8 @@ import torch
 
 from seqcourse import seed_everything
 from seqcourse.models.rnn import RNN
-from seqcourse.text import CharVocab
-from seqcourse.widgets import HiddenStateExplorer, char_encoder, number_encoder, step_states
+from seqcourse.data.text import CharVocab
+from seqcourse.viz.widgets import HiddenStateExplorer, char_encoder, number_encoder, step_states
 
 pytest.importorskip("ipywidgets")
 
@@ -112,7 +112,7 @@ def test_module_imports_without_ipywidgets_and_explains_what_is_missing(monkeypa
     import importlib
     import sys
 
-    import seqcourse.widgets as widgets_module
+    import seqcourse.viz.widgets as widgets_module
 
     monkeypatch.setitem(sys.modules, "ipywidgets", None)  # makes `import ipywidgets` fail
     reloaded = importlib.reload(widgets_module)  # the module itself must not need ipywidgets

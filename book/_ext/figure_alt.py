@@ -3,7 +3,7 @@
 myst-nb writes a notebook's PNG outputs as images whose alt text is, unless the cell's metadata
 sets one (``mystnb: image: alt:``), the image's own file name. A course notebook stores each
 figure's description in the output's metadata, ``metadata["image/png"]["alt"]``
-(seqcourse.alt_text, set up by ``import seqcourse`` in the kernel), which myst-nb does not read.
+(seqcourse.viz.alt_text, set up by ``import seqcourse`` in the kernel), which myst-nb does not read.
 After a notebook is read this gives every image from its outputs that alt text, matching image
 to output by content (the SHA-256 of the image's bytes), and leaves alt text the cell set alone.
 """

@@ -14,7 +14,7 @@ N = 4 and N = 16 key–value pairs; the metrics are ``<family>_n<N>``, the recal
 1/16). The claims: attention recalls every pair at both N, each fixed-state family loses accuracy
 from N = 4 to N = 16 and ends far below attention.
 """
-from ..comparison import FAMILIES
+from ..measure.comparison import FAMILIES
 from .claims import Claim, Experiment
 
 NOTEBOOK = "book/08_comparison.ipynb"

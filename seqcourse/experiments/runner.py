@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 from tqdm.std import tqdm
 
-from ..bench import run_notebook
+from ..tools.bench import run_notebook
 from .claims import Experiment
 from .registry import EXPERIMENTS, get_experiment
 from .results import RECORD_ENV, SIZES, results_dir, statistics

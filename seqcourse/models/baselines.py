@@ -1,7 +1,7 @@
 r"""Order-blind and order-limited baselines for sequence classification.
 
 Each baseline sees the sequence :math:`x_1, \dots, x_T` (token ids in :math:`[0, V)`) through a
-restricted view, and fails on ``seqcourse.tasks.order_task`` for that reason:
+restricted view, and fails on ``seqcourse.data.tasks.order_task`` for that reason:
 
 * ``BagOfWords``: only the token counts, so it cannot see order at all;
 * ``WindowMLP``: only the last ``w`` tokens, so it cannot see what came earlier;

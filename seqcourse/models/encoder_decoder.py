@@ -40,7 +40,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..tasks import BOS, EOS, PAD
+from ..data.tasks import BOS, EOS, PAD
 from ..validation import (expect_choice, expect_ids, expect_int, expect_model_tensor, expect_nonempty_time,
                           module_dtype_device)
 from .attention import MultiHeadAttention, copy_mha_from_torch
@@ -100,7 +100,7 @@ class TransformerSeq2Seq(nn.Module):
     decoder. Parameters: ``src_embed`` (src_vocab, D), ``tgt_embed`` (tgt_vocab, D), ``P``
     (max_len, D) when ``positions="learned"``, ``encoder`` (L ``Block``), ``decoder`` (L
     ``DecoderBlock``), ``ln_enc`` and ``ln_dec`` (pre-norm only, else None), ``W_o`` (tgt_vocab, D),
-    ``b_o`` (tgt_vocab,). Token ids as in ``seqcourse.tasks`` (PAD = 0, BOS = 1, EOS = 2).
+    ``b_o`` (tgt_vocab,). Token ids as in ``seqcourse.data.tasks`` (PAD = 0, BOS = 1, EOS = 2).
 
     * ``forward(src (B, S), tgt_in (B, T), return_attention=False)`` -> logits (B, T, tgt_vocab), with
       ``return_attention=True`` (logits, cross-attention weights (B, L, nh, T, S)): block l's head i's

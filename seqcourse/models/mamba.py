@@ -18,7 +18,7 @@ One ``MambaBlock`` maps v (B, T, H) to (B, T, H):
 
 with A = -exp(A_log) (E, N), real and negative, initialised to A_{e,n} = -(n + 1) (S4D-Real).
 Because Δ_t, B_t and C_t are functions of x_t, the recurrence is no longer time-invariant and has
-no convolution form; it is computed as a scan (``seqcourse.scan``), chosen by ``scan``: "fast" (the
+no convolution form; it is computed as a scan (``seqcourse.ops.scan``), chosen by ``scan``: "fast" (the
 loop with a hand-written backward), "sequential" (the readable loop), "parallel" (the log-depth scan),
 or "auto" (the default: "fast" on a CPU, "parallel" on other devices). All give the same outputs.
 
@@ -32,7 +32,7 @@ import math
 import torch
 from torch import nn
 
-from ..scan import SCANS, selective_scan
+from ..ops.scan import SCANS, selective_scan
 from ..validation import WEIGHTS_DTYPE, expect_float, expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
 
 __all__ = ["Mamba", "MambaBlock"]
@@ -185,7 +185,7 @@ class Mamba(nn.Module):
 
     @property
     def scan(self) -> str:
-        """The scan every block uses, one of ``seqcourse.scan.SCANS`` (settable)."""
+        """The scan every block uses, one of ``seqcourse.ops.scan.SCANS`` (settable)."""
         return self.blocks[0].scan
 
     @scan.setter

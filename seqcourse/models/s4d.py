@@ -11,7 +11,7 @@ Glossary (the symbols of the State-space chapter; S4D paper, Gu et al. 2022)::
     Δ (H,)       step size of each channel (learned, through log Δ)
 
 Every channel is its own single-input single-output system h'(t) = A h(t) + B x(t),
-y(t) = C h(t) + D x(t), discretized by zero-order hold (``seqcourse.discretize``):
+y(t) = C h(t) + D x(t), discretized by zero-order hold (``seqcourse.ops.discretize``):
 
     Ā = exp(ΔA),   B̄ = (exp(ΔA) - 1)/A · B,
     h_k = Ā ⊙ h_{k-1} + B̄ x_k,        y_k = 2 Re(C · h_k) + D x_k
@@ -38,7 +38,7 @@ import math
 import torch
 from torch import nn
 
-from ..discretize import discretize_diagonal
+from ..ops.discretize import discretize_diagonal
 from ..validation import WEIGHTS_DTYPE, expect_float, expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
 
 __all__ = ["S4D", "S4DLayer", "s4d_imaginary_parts"]

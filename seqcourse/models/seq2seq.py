@@ -30,14 +30,14 @@ API
 
 * ``forward(src (B, S), tgt_in (B, T), return_attention=False)`` -> logits (B, T, V), and with
   ``return_attention=True`` the pair (logits, α (B, T, S)). Teacher forcing: ``tgt_in`` is the target
-  shifted right (``BOS`` first), as ``seqcourse.tasks.reverse_task`` returns it.
+  shifted right (``BOS`` first), as ``seqcourse.data.tasks.reverse_task`` returns it.
 * ``greedy(src, max_len, return_attention=False)`` -> ids (B, max_len): feeds back its own argmax,
   starting from ``BOS``; after a sequence's ``EOS`` every later id is ``PAD``. With
   ``return_attention=True``: (ids, α (B, max_len, S)) (rows after EOS are still computed).
 * ``encode(src)`` -> (memory (B, S, H) zero at PAD, state): the encoder alone.
 * α is zero at PAD positions and each row sums to 1; asking for it when ``attention=None`` raises.
 
-Token ids follow ``seqcourse.tasks``: ``PAD = 0`` (right padding of ``src`` and of the targets),
+Token ids follow ``seqcourse.data.tasks``: ``PAD = 0`` (right padding of ``src`` and of the targets),
 ``BOS = 1``, ``EOS = 2``. ``seq2seq_loss`` (the cross-entropy over non-PAD targets, usable as
 ``train``'s ``loss_fn``) and ``exact_match`` (a sequence counts only if every token matches) go with it.
 """
@@ -48,7 +48,7 @@ import math
 import torch
 from torch import nn
 
-from ..tasks import BOS, EOS, PAD
+from ..data.tasks import BOS, EOS, PAD
 from ..validation import expect_ids, expect_int, expect_tensor, module_dtype_device, same_device
 from .gated import GRU, LSTM
 from .rnn import RNN

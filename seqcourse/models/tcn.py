@@ -25,7 +25,7 @@ A stack of convolutions with dilations d_1, ..., d_n has the receptive field
 (d + 1 levels) this is R(k, d) = (k-1)(2^{d+1} - 1) + 1; with c convolutions per level, as in the
 residual block of Bai et al. (2018), which holds two, the (k-1) term is counted c times.
 ``receptive_field`` and ``tcn_receptive_field`` compute these from the architecture; measuring R
-by autograd on a trained or untrained model, of any kind, is ``seqcourse.receptive_field``'s job.
+by autograd on a trained or untrained model, of any kind, is ``seqcourse.viz.receptive_field``'s job.
 
 Streaming. ``step`` processes one step at a time. Each convolution carries a *buffer*: its last
 (k-1) d inputs, shape (B, (k-1) d, C_in). ``forward(x, state)`` continues from such buffers instead

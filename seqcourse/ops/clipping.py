@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 import torch
 
-from .validation import expect_float
+from ..validation import expect_float
 
 __all__ = ["clip_by_norm", "clip_by_value", "clip_grad_norm_", "clip_grad_value_", "global_norm"]
 

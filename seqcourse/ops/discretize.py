@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from .validation import expect_int, expect_nonempty_time, expect_tensor
+from ..validation import expect_int, expect_nonempty_time, expect_tensor
 
 __all__ = ["discretize", "discretize_diagonal", "integrate", "run_recurrence"]
 

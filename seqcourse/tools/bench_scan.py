@@ -1,6 +1,6 @@
 """How the cost of a scan grows with the sequence length: timings, and a count that does not vary.
 
-    python -m seqcourse.bench_scan [--length 512] [--factor 4] [--repeats 5] [--device cpu] [--threads N]
+    python -m seqcourse.tools.bench_scan [--length 512] [--factor 4] [--repeats 5] [--device cpu] [--threads N]
 
 times forward and backward of the selective scan (fast, sequential and parallel) at length L and
 factor·L, interleaved (every repeat runs every scan at both lengths, so a change in the machine's
@@ -17,13 +17,13 @@ below 32 MB; ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` makes larger ones cheaper
 
 ``linear_scan_preallocated`` is the counterexample, kept here to be measured: a loop that writes
 each state into a preallocated tensor. Its autograd graph makes every step's backward copy the
-whole (B, T, ...) gradient, so its backward is O(T²); ``seqcourse.scan`` loops over ``unbind``
+whole (B, T, ...) gradient, so its backward is O(T²); ``seqcourse.ops.scan`` loops over ``unbind``
 and stacks instead.
 
 ``linear_scan_blelloch`` is the reference ``linear_scan_fast`` is measured against: a work-efficient
 (Blelloch) scan in pure PyTorch with a hand-written backward, the approach of the widely used
 pure-PyTorch Mamba implementations. ``LINEAR_SCANS`` names the four linear scans and
-``linear_scan_inputs`` makes their inputs; ``seqcourse.bench_models`` times them.
+``linear_scan_inputs`` makes their inputs; ``seqcourse.tools.bench_models`` times them.
 
 ``s4d_mode_times`` times the two faces of an S4D layer, the FFT convolution and the stepped
 recurrence, as T grows.
@@ -41,11 +41,11 @@ from dataclasses import dataclass
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .device import synchronize
-from .models.s4d import S4DLayer
-from .scan import (check_linear_inputs, discretize_selective, linear_scan_fast, linear_scan_parallel,
-                   linear_scan_sequential, selective_scan)
-from .validation import expect_int
+from ..device import synchronize
+from ..models.s4d import S4DLayer
+from ..ops.scan import (check_linear_inputs, discretize_selective, linear_scan_fast, linear_scan_parallel,
+                        linear_scan_sequential, selective_scan)
+from ..validation import expect_int
 
 __all__ = [
     "LINEAR_SCANS",
@@ -82,7 +82,7 @@ def linear_scan_blelloch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a, b (B, T, ...) -> h (B, T, ...), stored time-major. The sequence is padded to P = 2^⌈log2 T⌉
     steps with identity steps (a = 1, b = 0) and scanned in place, time-major, in 2 log2 P levels
     of O(P) work in all (``_blelloch_sweeps``). The backward is the same scan run from the end,
-    g_b,t = g_t + a_{t+1} ⊙ g_b,t+1, and g_a,t = g_b,t ⊙ h_{t-1}, as in ``seqcourse.scan``.
+    g_b,t = g_t + a_{t+1} ⊙ g_b,t+1, and g_a,t = g_b,t ⊙ h_{t-1}, as in ``seqcourse.ops.scan``.
     """
     check_linear_inputs(a, b, None)
     return _LinearScanBlelloch.apply(a, b).transpose(0, 1)
@@ -342,7 +342,7 @@ def s4d_mode_times(lengths: Sequence[int] = (256, 1024, 4096), *, batch: int = 4
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: print the scan timing table."""
-    parser = argparse.ArgumentParser(prog="python -m seqcourse.bench_scan", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m seqcourse.tools.bench_scan", description=__doc__.splitlines()[0])
     parser.add_argument("--length", type=int, default=512, help="the shorter length L (default 512)")
     parser.add_argument("--factor", type=int, default=4, help="the longer length is factor * L (default 4)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is shown (default 5)")

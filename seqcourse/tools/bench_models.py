@@ -1,8 +1,8 @@
-"""``python -m seqcourse.bench_models``: every from-scratch model against its fastest in-library reference.
+"""``python -m seqcourse.tools.bench_models``: every from-scratch model against its fastest in-library reference.
 
 Usage::
 
-    python -m seqcourse.bench_models [--quick | --tiny] [--repeats N] [--device DEV] [--threads N] [--json PATH]
+    python -m seqcourse.tools.bench_models [--quick | --tiny] [--repeats N] [--device DEV] [--threads N] [--json PATH]
 
 ``python -m seqcourse bench`` (``make bench``) runs it after the notebook table. It measures, on one
 device, in one process:
@@ -62,15 +62,15 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .analysis import saved_tensor_bytes
+from ..measure.analysis import saved_tensor_bytes
 from .bench_scan import LINEAR_SCANS, backward_elements, linear_scan_inputs, s4d_mode_times
-from .device import get_device
-from .models.attention import MultiHeadAttention, copy_mha_from_torch
-from .models.gated import GRU, LSTM, copy_gru_from_torch, copy_lstm_from_torch
-from .models.rnn import RNN, copy_from_torch
-from .models.s4d import S4DLayer
-from .timing import interleaved_medians
-from .validation import expect_int
+from ..device import get_device
+from ..models.attention import MultiHeadAttention, copy_mha_from_torch
+from ..models.gated import GRU, LSTM, copy_gru_from_torch, copy_lstm_from_torch
+from ..models.rnn import RNN, copy_from_torch
+from ..models.s4d import S4DLayer
+from ..measure.timing import interleaved_medians
+from ..validation import expect_int
 
 __all__ = ["FULL", "QUICK", "SIZES", "TINY", "Sizes", "add_arguments", "bench_attention", "bench_linear_scans",
            "bench_recurrent", "bench_recurrent_grid", "bench_s4d", "format_report", "growth_rows",
@@ -566,7 +566,7 @@ def run_and_report(args: argparse.Namespace, json_path: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns 0 (a missed target is reported, not an error)."""
-    parser = argparse.ArgumentParser(prog="python -m seqcourse.bench_models", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m seqcourse.tools.bench_models", description=__doc__.splitlines()[0])
     add_arguments(parser)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="PATH",
                         help=f"where to write the results as JSON (default: {DEFAULT_JSON})")

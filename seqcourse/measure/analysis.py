@@ -28,7 +28,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from .validation import expect_float, expect_int, expect_nonempty_time, expect_tensor
+from ..validation import expect_float, expect_int, expect_nonempty_time, expect_tensor
 
 __all__ = [
     "SIGNAL_FACTORS",

@@ -33,21 +33,21 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import tasks
+from ..data import tasks
 from .analysis import saved_tensor_bytes
-from .device import synchronize
-from .models.gated import GRU, LSTM
-from .models.long_context import LinearTransformer
-from .models.mamba import Mamba
-from .models.rnn import RNN
-from .models.s4d import S4D
-from .models.tcn import TCN
-from .models.transformer import Transformer
-from .models.wrappers import Classifier, LanguageModel
-from .tasks import adding_baseline_mse, copy_baseline
+from ..device import synchronize
+from ..models.gated import GRU, LSTM
+from ..models.long_context import LinearTransformer
+from ..models.mamba import Mamba
+from ..models.rnn import RNN
+from ..models.s4d import S4D
+from ..models.tcn import TCN
+from ..models.transformer import Transformer
+from ..models.wrappers import Classifier, LanguageModel
+from ..data.tasks import adding_baseline_mse, copy_baseline
 from .timing import interleaved_medians
-from .train import train
-from .validation import expect_int, module_dtype_device
+from ..train import train
+from ..validation import expect_int, module_dtype_device
 
 __all__ = [
     "CLAIMS",

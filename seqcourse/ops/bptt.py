@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import torch
 
-from .validation import expect_int, expect_nonempty_time, expect_tensor
+from ..validation import expect_int, expect_nonempty_time, expect_tensor
 
 __all__ = ["rnn_bptt", "rnn_forward"]
 

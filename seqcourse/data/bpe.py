@@ -21,7 +21,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
-from .validation import expect_int
+from ..validation import expect_int
 
 __all__ = ["BPETokenizer", "merge_step", "pair_counts", "pretokenize", "train_bpe"]
 

@@ -27,7 +27,7 @@ y_t = Σ_{j<=t} (q_t · k_j) v_j with q = C, k = B, v = x.
 ``decay_mask`` builds L from segment sums of log a_k (each entry sums only its own terms, so long
 products do not lose precision the way a ratio of cumulative products would); ``ssd_attention``
 computes y = M x; ``ssd_scan`` computes the same y with the course's scan
-(``seqcourse.scan.linear_scan_sequential``), the independent formulation the tests compare with.
+(``seqcourse.ops.scan.linear_scan_sequential``), the independent formulation the tests compare with.
 
 **Cost.** ``ssd_multiplications`` counts the multiplications of each form per sequence: the attention
 form does T² n (C Bᵀ) + T² (the mask) + T² d (M x); the scan 3 T n d (B_t x_tᵀ, a_t h_{t-1}, and
@@ -39,7 +39,7 @@ from __future__ import annotations
 import torch
 
 from .scan import linear_scan_sequential
-from .validation import expect_int, expect_nonempty_time, expect_tensor
+from ..validation import expect_int, expect_nonempty_time, expect_tensor
 
 __all__ = ["decay_mask", "ssd_attention", "ssd_matrix", "ssd_multiplications", "ssd_scan"]
 

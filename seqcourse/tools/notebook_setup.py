@@ -22,7 +22,7 @@ other set-up cells.
 
 Command line, from the repository root::
 
-    python -m seqcourse.notebook_setup [--check] [--config _config.yml] PATH ...
+    python -m seqcourse.tools.notebook_setup [--check] [--config _config.yml] PATH ...
 
 PATH is a notebook or a folder of notebooks. The tool inserts the cell before the first code cell
 (after the title and introduction), or rewrites it in place when its text is out of date; a
@@ -148,7 +148,7 @@ def _notebooks(paths: list[str]) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m seqcourse.notebook_setup",
+        prog="python -m seqcourse.tools.notebook_setup",
         description="Insert or update the set-up cell (installs seqcourse on Colab) at the top of notebooks.")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="notebooks, or folders of notebooks")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a notebook would change")

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import torch
 
-from .models.gated import LSTM, LSTMCell
-from .validation import expect_model_tensor, expect_nonempty_time
+from ..models.gated import LSTM, LSTMCell
+from ..validation import expect_model_tensor, expect_nonempty_time
 
 __all__ = ["cell_state_jacobian", "forget_gate_product", "forget_gates"]
 

@@ -1,5 +1,5 @@
 """``python -m seqcourse bench``: run notebooks from top to bottom and measure each one, then run
-the model benchmark (``seqcourse.bench_models``).
+the model benchmark (``seqcourse.tools.bench_models``).
 
 Usage::
 
@@ -35,7 +35,7 @@ timed out or exceeded the time or memory budget, 0 otherwise. The defaults are t
 budget of the course: 25 s and 1536 MB per notebook on a 2-core CPU.
 
 After the notebook table it runs the model benchmark in this process (every from-scratch model
-against its fastest in-library reference, as ratios; see ``seqcourse.bench_models``, whose options
+against its fastest in-library reference, as ratios; see ``seqcourse.tools.bench_models``, whose options
 ``--quick``, ``--tiny``, ``--repeats``, ``--device`` and ``--threads`` it passes on), prints its tables and writes
 them to ``--models-json`` (default ``_build/bench/models.json``). Its missed targets are reported,
 not counted in the exit status. ``--skip-notebooks`` / ``--skip-models`` run only one of the two.
@@ -198,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-models", action="store_true", help="run only the notebooks")
     parser.add_argument("--models-json", type=Path, default=DEFAULT_MODELS_JSON, metavar="PATH",
                         help=f"where to write the model benchmark as JSON (default: {DEFAULT_MODELS_JSON})")
-    bench_models.add_arguments(parser.add_argument_group("model benchmark (seqcourse.bench_models)"))
+    bench_models.add_arguments(parser.add_argument_group("model benchmark (seqcourse.tools.bench_models)"))
     return parser
 
 

@@ -4,8 +4,8 @@ Every helper builds one figure, closes it in pyplot (so nothing is shown twice a
 piles up in pyplot's registry) and returns the ``matplotlib.figure.Figure``. A notebook cell
 displays a returned figure by ending with it; a script saves it with ``fig.savefig(...)``. None
 of them calls ``plt.show()``, so they work the same under a non-interactive backend (Agg). Every
-figure has an opaque white background (``seqcourse.alt_text.FACECOLOR``), so its dark text and
-axes stay legible when the page around it is dark, and ``seqcourse.alt_text.describe(fig)``
+figure has an opaque white background (``seqcourse.viz.alt_text.FACECOLOR``), so its dark text and
+axes stay legible when the page around it is dark, and ``seqcourse.viz.alt_text.describe(fig)``
 turns its title, axis labels and legend into alt text.
 
 Symbols follow the Recurrence chapter: ``h_t`` the hidden state after step ``t`` (``H`` units),
@@ -284,7 +284,7 @@ def eigenvalue_plot(eigenvalues, *, title: str | None = None, figsize=(6.0, 4.0)
 
     Args:
         eigenvalues: {label: eigenvalues} (complex tensors or arrays, e.g.
-            ``seqcourse.analysis.eigenvalues(W)``), or one collection.
+            ``seqcourse.measure.analysis.eigenvalues(W)``), or one collection.
 
     Returns:
         The figure: the unit circle first, then one scatter per matrix; equal axis scales.

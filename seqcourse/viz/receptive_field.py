@@ -30,8 +30,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from .alt_text import FACECOLOR, figure_img
-from .models.tcn import receptive_field
-from .validation import WEIGHTS_DTYPE, expect_int, expect_tensor, module_dtype_device
+from ..models.tcn import receptive_field
+from ..validation import WEIGHTS_DTYPE, expect_int, expect_tensor, module_dtype_device
 
 __all__ = [
     "ReceptiveFieldExplorer",
@@ -181,7 +181,7 @@ def receptive_field_figure(kernel_size: int, num_levels: int, convs_per_block: i
     ax.set_title(title, fontsize=10)
     fig.set_label(f"Diagram of {len(dilations)} causal convolutions with kernel size {kernel_size} and dilations "
                   f"{', '.join(map(str, dilations))} over {steps} steps: lines trace the {len(cone[0])} inputs "
-                  f"that reach the last output")  # the figure's alt text starts with it (seqcourse.alt_text)
+                  f"that reach the last output")  # the figure's alt text starts with it (seqcourse.viz.alt_text)
     return fig
 
 
@@ -201,7 +201,7 @@ class ReceptiveFieldExplorer:
     Attributes after each update: ``receptive_field`` (R by the formula), ``cone`` (the
     ``influence_cone`` drawn), ``figure``; the widgets ``kernel_size``, ``num_levels``,
     ``convs_per_block``, ``message``, ``image`` inside ``widget``. The picture is an HTML ``<img>``
-    of PNG bytes with alt text (``seqcourse.alt_text.figure_img``; its bytes are ``png``), so a
+    of PNG bytes with alt text (``seqcourse.viz.alt_text.figure_img``; its bytes are ``png``), so a
     stored notebook keeps the initial drawing.
     """
 

@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from .device import synchronize
-from .validation import expect_int
+from ..device import synchronize
+from ..validation import expect_int
 
 __all__ = ["interleaved_medians", "median_seconds"]
 

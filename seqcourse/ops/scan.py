@@ -22,7 +22,7 @@ end. The recurrence is solved by
 
 * ``linear_scan_sequential``: a plain loop over t. It loops over ``b.unbind(1)`` and stacks the
   states at the end; writing into a preallocated (b, l, ...) tensor instead would make autograd
-  keep one full-size copy per step and its backward O(l²) (see ``seqcourse.bench_scan``).
+  keep one full-size copy per step and its backward O(l²) (see ``seqcourse.tools.bench_scan``).
 * ``linear_scan_parallel``: a work-efficient parallel scan. Consecutive pairs of steps compose
   into one step of the same form,
 
@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import torch
 
-from .validation import expect_nonempty_time, expect_tensor
+from ..validation import expect_nonempty_time, expect_tensor
 
 __all__ = [
     "SCANS",

@@ -50,7 +50,7 @@ def load_corpus(max_chars: int | None = None) -> str:
         path = stdlib / name
         if not path.is_file():
             raise FileNotFoundError(
-                f"the corpus file {path} is missing: seqcourse.text reads Python's standard-library "
+                f"the corpus file {path} is missing: seqcourse.data.text reads Python's standard-library "
                 f"source ({', '.join(CORPUS_FILES)}), and this Python installation does not include it"
             )
         parts.append(path.read_text(encoding="utf-8"))

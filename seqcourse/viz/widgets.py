@@ -2,21 +2,21 @@
 
 ``HiddenStateExplorer`` lets a reader type a short input and watch a recurrent network step
 through it: for every step t it shows the hidden state h_t = tanh(W_x x_t + W_h h_{t-1} + b) as
-one column of a heatmap (``seqcourse.plots.hidden_state_heatmap``), redrawn whenever the text
+one column of a heatmap (``seqcourse.viz.plots.hidden_state_heatmap``), redrawn whenever the text
 changes. The heatmap is an HTML ``<img>`` of PNG bytes with alt text that says what it shows
-(``seqcourse.alt_text.figure_img``; an ``ipywidgets.Image`` cannot carry alt text), so the widget
+(``seqcourse.viz.alt_text.figure_img``; an ``ipywidgets.Image`` cannot carry alt text), so the widget
 state a notebook stores (and the rendered book embeds) already contains the picture for the
 initial input. Each explorer keeps the PNG bytes of its last drawing as ``png``.
 
 ``GradientNormExplorer`` (the Gradients chapter) has sliders for the spectral radius of W_h, the
 distance K and the input scale, and draws the Jacobian-chain norm over distance for a linear and
-a tanh recurrence with that W_h (``seqcourse.analysis.gradient_decay_curves``).
+a tanh recurrence with that W_h (``seqcourse.measure.analysis.gradient_decay_curves``).
 
 ``NormPlacementExplorer`` (the Normalization chapter) has a depth slider and a choice of LayerNorm
 placement (pre-norm, post-norm or both), and draws the gradient norm reaching each block of a
-freshly initialised stack (``seqcourse.normalization.stack_gradient_norms``).
+freshly initialised stack (``seqcourse.measure.normalization.stack_gradient_norms``).
 
-ipywidgets is imported only when an explorer is built: ``import seqcourse.widgets`` works without
+ipywidgets is imported only when an explorer is built: ``import seqcourse.viz.widgets`` works without
 it, and building an explorer without it raises an ``ImportError`` that says what to install.
 """
 from __future__ import annotations
@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from .alt_text import figure_img
-from .analysis import gradient_decay_curves
-from .normalization import LayerGradients, stack_gradient_norms
+from ..measure.analysis import gradient_decay_curves
+from ..measure.normalization import LayerGradients, stack_gradient_norms
 from .plots import gradient_norms, hidden_state_heatmap
 
 __all__ = ["GradientNormExplorer", "HiddenStateExplorer", "NormPlacementExplorer", "char_encoder", "number_encoder",
@@ -44,8 +44,8 @@ def _ipywidgets():
         import ipywidgets
     except ImportError as error:
         raise ImportError(
-            "seqcourse.widgets needs ipywidgets to build an explorer: pip install ipywidgets "
-            "(the static figures in seqcourse.plots work without it)"
+            "seqcourse.viz.widgets needs ipywidgets to build an explorer: pip install ipywidgets "
+            "(the static figures in seqcourse.viz.plots work without it)"
         ) from error
     return ipywidgets
 
@@ -59,7 +59,7 @@ def char_encoder(vocab) -> Encoder:
     character, x_t the one-hot vector of its id (D = len(vocab)), labelled by the character
     (a space shows as \u2423, a newline as \\n).
 
-    ``vocab`` is a ``seqcourse.text.CharVocab`` (anything with ``stoi``, ``encode`` and ``len``).
+    ``vocab`` is a ``seqcourse.data.text.CharVocab`` (anything with ``stoi``, ``encode`` and ``len``).
     The encoder raises ``ValueError`` naming the characters the vocabulary does not have.
     """
 
@@ -183,8 +183,8 @@ class GradientNormExplorer:
     """Sliders for the spectral radius ρ of W_h, the distance K and the input scale, and the
     Jacobian-chain norm over k = 1 ... K for a linear and a tanh recurrence with that W_h.
 
-    The curves are ``seqcourse.analysis.gradient_decay_curves(radius, distance, ...)``, drawn by
-    ``seqcourse.plots.gradient_norms``: the same computation as the chapter's static figure.
+    The curves are ``seqcourse.measure.analysis.gradient_decay_curves(radius, distance, ...)``, drawn by
+    ``seqcourse.viz.plots.gradient_norms``: the same computation as the chapter's static figure.
     The plot is an HTML ``<img>`` of PNG bytes with alt text, so the stored widget state shows the
     initial picture.
 
@@ -242,7 +242,7 @@ class NormPlacementExplorer:
     freshly initialised stack of Transformer blocks with LayerNorm before (pre-norm,
     x + F(LN(x))) or after (post-norm, LN(x + F(x))) each residual connection.
 
-    The curves are ``seqcourse.normalization.stack_gradient_norms(norm, depth, ...)``: the same
+    The curves are ``seqcourse.measure.normalization.stack_gradient_norms(norm, depth, ...)``: the same
     computation as the chapter's static figure. Results are cached per (placement, depth), so
     moving back to a setting redraws without recomputing. The plot is an HTML ``<img>`` of PNG
     bytes with alt text, so the stored widget state shows the initial picture.

@@ -42,12 +42,12 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .device import seed_everything
-from .models.norm import LayerNorm
-from .models.transformer import Block
-from .text import random_windows
-from .train import History, train
-from .validation import expect_float, expect_int, expect_tensor
+from ..device import seed_everything
+from ..models.norm import LayerNorm
+from ..models.transformer import Block
+from ..data.text import random_windows
+from ..train import History, train
+from ..validation import expect_float, expect_int, expect_tensor
 
 __all__ = [
     "LayerGradients",
@@ -410,7 +410,7 @@ def train_char_lm(
     """Train a next-character model with Adam, with or without warm-up; return its ``History``.
 
     Each step draws ``batch_size`` random windows of ``seq_len`` characters from ``ids`` (N,)
-    (``seqcourse.text.random_windows``, with a generator seeded by ``seed``, so every run sees the
+    (``seqcourse.data.text.random_windows``, with a generator seeded by ``seed``, so every run sees the
     same batches) and minimises the mean cross-entropy of the next character,
     loss = -(1 / (B T)) sum_{b,t} log softmax(logits[b, t])[targets[b, t]].
 

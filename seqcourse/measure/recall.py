@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from .comparison import check_core, count_parameters, make_core, matched_cores, state_bytes
-from .models.bidirectional import Tagger
-from .tasks import IGNORE_INDEX, associative_recall
-from .train import train
-from .validation import expect_float, expect_int, module_dtype_device
+from ..models.bidirectional import Tagger
+from ..data.tasks import IGNORE_INDEX, associative_recall
+from ..train import train
+from ..validation import expect_float, expect_int, module_dtype_device
 
 __all__ = ["N_KEYS", "N_VALUES", "outer_product_recall", "recall_scores", "state_floats"]
 

@@ -24,7 +24,7 @@ Because A is lower triangular, the first N' < N coefficients evolve on their own
 state of the size-N' system.
 
 **Discretization.** In log time τ = ln t the system is time-invariant, dc/dτ = A c + B f, so zero-order
-hold over the step from t = k-1 to t = k is ``seqcourse.discretize.discretize(A, B, ln(k / (k-1)))``,
+hold over the step from t = k-1 to t = k is ``seqcourse.ops.discretize.discretize(A, B, ln(k / (k-1)))``,
 exact for an input held constant on each step. The first step starts at t = 0 (ln(1/0) = ∞): it
 gives the projection of a constant, c(1) = f_1 e_0 (indeed -A^{-1} B = e_0). ``legs_online`` runs this
 recurrence; its states are exactly the projections of the held signal (the tests compare them with
@@ -47,7 +47,7 @@ import math
 import torch
 
 from .discretize import discretize
-from .validation import expect_int, expect_nonempty_time, expect_tensor
+from ..validation import expect_int, expect_nonempty_time, expect_tensor
 
 __all__ = [
     "legendre_basis",

@@ -30,7 +30,7 @@ import math
 
 import torch
 
-from .validation import expect_int
+from ..validation import expect_int
 
 TOKEN_A = 0
 """Id of the marker token A in ``order_task``."""

@@ -11,7 +11,7 @@
 A diagram is a list of ``Node`` (a labelled box, or a small circle for a sum or a product, at a
 centre in data coordinates) and of ``Edge`` (an arrow between two nodes, with an optional label).
 ``draw`` lays them on one axes with the arrows clipped to the node outlines. Like the helpers in
-``seqcourse.plots``, ``draw_mamba_block`` closes its figure in pyplot and returns the
+``seqcourse.viz.plots``, ``draw_mamba_block`` closes its figure in pyplot and returns the
 ``matplotlib.figure.Figure``: a notebook cell shows it by ending with it.
 
 The Mamba block, with the symbols of the State-space chapter (``seqcourse.models.mamba``):

@@ -1,0 +1,8 @@
+"""Figures and widgets; every figure the book shows is drawn here.
+
+    plots            the chapters' plots
+    diagrams         cell and block diagrams (LSTM, GRU, Mamba) drawn from their data flow
+    widgets          the interactive explorers (ipywidgets), static where no kernel runs
+    receptive_field  a TCN's receptive field, measured by gradients and drawn
+    alt_text         each figure's alt text, written from its title, axes and legend
+"""
