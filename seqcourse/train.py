@@ -140,7 +140,7 @@ def train(
     else:
         raise TypeError(f"batches must be a callable step -> batch or an iterable of batches; got {type(batches).__name__}")
 
-    device = torch.device(device) if device is not None else get_device()
+    device = get_device(device)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:

@@ -25,6 +25,8 @@ problem fails too:
 - no private name (``_x``) is imported from another module: make it public, or move it;
 - an import of the package's own modules inside a function body carries a comment saying why
   (on its line or the line above);
+- every device default is ``None``, resolved by ``get_device`` (so ``$SEQCOURSE_DEVICE`` holds
+  everywhere), never a fallback of a function's own;
 - a chapter notebook defines no function or class the package defines, and none another chapter
   defines too (it belongs in the package then).
 """
@@ -151,6 +153,45 @@ def test_the_checker_accepts_what_is_allowed():
                     "measure.comparison") == []
     assert problems("from ..data import tasks\nfrom ..models.rnn import RNN\n", "measure.comparison") == []
 
+
+
+def device_default_problems(source: str, module: str) -> list[str]:
+    """A function's device defaults to ``None`` and is resolved by ``get_device`` (which honours
+    ``$SEQCOURSE_DEVICE``), never by a fallback of its own such as ``device if device is not None
+    else torch.device("cpu")``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args.posonlyargs + node.args.args
+            pairs = list(zip(args[len(args) - len(node.args.defaults):], node.args.defaults))
+            pairs += [(a, d) for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults) if d is not None]
+            for arg, default in pairs:
+                if arg.arg == "device" and not (isinstance(default, ast.Constant) and default.value is None):
+                    found.append(f"{module}:{node.lineno}: {node.name}'s device defaults to "
+                                 f"{ast.unparse(default)}; default to None and call get_device")
+        test = node.test if isinstance(node, ast.IfExp) else None
+        if (isinstance(test, ast.Compare) and "device" in ast.unparse(test.left)
+                and any(isinstance(c, ast.Constant) and c.value is None for c in test.comparators)):
+            found.append(f"{module}:{node.lineno}: chooses a device itself ({ast.unparse(node)}); call get_device")
+    return found
+
+
+def test_every_device_default_goes_through_get_device():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name != "device.py":
+            found += device_default_problems(path.read_text(), relative_name(path))
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("source", [
+    'def f(x, device="cpu"):\n    pass\n',
+    'def f(x, *, device=torch.device("cpu")):\n    pass\n',
+    'def f(x, device=None):\n    device = torch.device(device) if device is not None else torch.device("cpu")\n',
+])
+def test_the_device_check_sees_a_fallback_of_its_own(source):
+    assert device_default_problems(source, "measure.x")
+    assert not device_default_problems("def f(x, device=None):\n    device = get_device(device)\n", "measure.x")
 
 # ---- the chapters ----------------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..data import tasks
 from .analysis import saved_tensor_bytes
-from ..device import synchronize
+from ..device import get_device, synchronize
 from ..models.gated import GRU, LSTM
 from ..models.long_context import LinearTransformer
 from ..models.mamba import Mamba
@@ -335,7 +335,7 @@ def long_range_scores(names: Sequence[str], task: str, lengths: Sequence[int], *
     if task not in ("adding", *TASK_VOCAB):
         raise ValueError(f"unknown task {task!r}; expected 'adding', 'copy' or 'selective_copy'")
     steps = expect_int(steps, "steps", minimum=1)
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = get_device(device)
     token_task = task in TASK_VOCAB
     input_size = TASK_VOCAB.get(task, 2)
     widths = {name: hidden for name, (_, hidden)

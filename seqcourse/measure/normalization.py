@@ -42,7 +42,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ..device import seed_everything
+from ..device import get_device, seed_everything
 from ..models.norm import LayerNorm
 from ..models.transformer import Block
 from ..data.text import random_windows
@@ -267,7 +267,7 @@ def _fresh_stacks(norm, depth, d_model, n_heads, seq_len, batch_size, seed, repe
     build = make_block if make_block is not None else (lambda n: Block(d_model, n_heads, norm=n))
     if not callable(build):
         raise TypeError(f"make_block must be callable as make_block(norm) -> block; got {type(make_block).__name__}")
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = get_device(device)
     for r in range(repeats):
         seed_everything(seed + r)
         blocks = [build(norm).to(device) for _ in range(depth)]

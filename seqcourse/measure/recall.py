@@ -27,6 +27,7 @@ from torch import nn
 from .comparison import check_core, count_parameters, make_core, matched_cores, state_bytes
 from ..models.bidirectional import Tagger
 from ..data.tasks import IGNORE_INDEX, associative_recall
+from ..device import get_device
 from ..train import train
 from ..validation import expect_float, expect_int, module_dtype_device
 
@@ -100,7 +101,7 @@ def recall_scores(names: Sequence[str], pair_counts: Sequence[int], *, target_pa
     eval_size = expect_int(eval_size, "eval_size", minimum=1)
     lr = expect_float(lr, "lr", positive=True)
     counts = [expect_int(n, "each pair count", minimum=1, maximum=N_KEYS) for n in pair_counts]
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = get_device(device)
     input_size = N_KEYS + N_VALUES + 1
     widths = {name: hidden for name, (_, hidden)
               in matched_cores(input_size, target_params, names, num_layers, fast=True).items()}

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from ..device import synchronize
+from ..device import get_device, synchronize
 from ..validation import expect_int
 
 __all__ = ["interleaved_medians", "median_seconds"]
@@ -26,11 +26,11 @@ __all__ = ["interleaved_medians", "median_seconds"]
 
 def interleaved_medians(cases: Mapping[str, Callable[[], object]], repeats: int, device=None) -> dict[str, float]:
     """Median seconds of each case (module docstring): ``{name: seconds}`` for ``cases`` ``{name: fn()}``.
-    ``device`` (default: the CPU) is the one the cases run on, synchronised around each timed call."""
+    ``device`` (default: ``get_device()``) is the one the cases run on, synchronised around each timed call."""
     expect_int(repeats, "repeats", minimum=1)
     if not cases or not all(callable(case) for case in cases.values()):
         raise TypeError("cases must be a non-empty mapping from names to callables taking no arguments")
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = get_device(device)
     samples: dict[str, list[float]] = {name: [] for name in cases}
     names = list(cases)
     for round_ in range(repeats + 1):

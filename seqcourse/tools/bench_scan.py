@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..device import synchronize
+from ..device import get_device, synchronize
 from ..models.s4d import S4DLayer
 from ..ops.scan import (check_linear_inputs, discretize_selective, linear_scan_fast, linear_scan_parallel,
                         linear_scan_sequential, selective_scan)
@@ -270,7 +270,7 @@ def time_scans_at(lengths: Sequence[int], *, batch: int = 4, channels: int = 32,
     for name in scans:
         if name not in SCANS:
             raise ValueError(f"unknown scan {name!r}; choose from {sorted(SCANS)}")
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = get_device(device)
     inputs = {L: scan_inputs(batch, L, channels, state_size, device=device) for L in lengths}
     samples = {(name, L): ([], []) for name in scans for L in lengths}
     for round_ in range(repeats + 1):
@@ -320,7 +320,7 @@ def s4d_mode_times(lengths: Sequence[int] = (256, 1024, 4096), *, batch: int = 4
     for each length: ``{"convolution": {T: s}, "recurrence": {T: s}}``. Interleaved like ``time_scans``."""
 
     expect_int(repeats, "repeats", minimum=1)
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = get_device(device)
     layer = S4DLayer(channels, state_size).to(device)
     modes = {"convolution": layer.forward, "recurrence": layer.forward_recurrent}
     g = torch.Generator().manual_seed(0)
