@@ -33,6 +33,8 @@ problem fails too:
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -242,3 +244,58 @@ def test_the_notebook_check_sees_both_kinds_of_problem():
     found = notebook_problems({"01.ipynb": {"show", "train"}, "02.ipynb": {"show"}}, {"train"})
     assert found == ["01.ipynb defines train, which the package defines too: import it",
                      "01.ipynb and 02.ipynb both define show: move it into the package"]
+
+
+SET_UP_BY_HAND = re.compile(r"torch\.set_num_threads\(|get_device\(\s*['\"]cpu")
+
+
+def set_up_problems(name: str, cells: list[str]) -> list[str]:
+    """A chapter's set-up is ``seqcourse.setup()`` in its first code cells, and nothing else sets the
+    threads or a device of its own. (A cell may re-seed torch for a worked example that must not
+    depend on the cells before it.)"""
+    found = []
+    if not any("seqcourse.setup()" in cell for cell in cells[:3]):
+        found.append(f"{name}: does not call seqcourse.setup() in its first code cells")
+    for i, cell in enumerate(cells):
+        for match in SET_UP_BY_HAND.finditer(cell):
+            found.append(f"{name} code cell {i}: sets up by hand ({match.group(0)}...); seqcourse.setup() does it")
+    return found
+
+
+def test_every_chapter_sets_up_through_seqcourse_setup():
+    import nbformat  # only these tests read notebooks
+
+    found = []
+    for path in sorted(BOOK.glob("*.ipynb")):
+        cells = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+        found += set_up_problems(path.name, cells)
+    assert not found, "\n".join(found)
+
+
+def test_the_set_up_check_sees_a_copied_set_up():
+    assert set_up_problems("x.ipynb", ["import torch\ntorch.set_num_threads(1)"]) == [
+        "x.ipynb: does not call seqcourse.setup() in its first code cells",
+        "x.ipynb code cell 0: sets up by hand (torch.set_num_threads(...); seqcourse.setup() does it"]
+    assert set_up_problems("x.ipynb", ["FULL, DEVICE, SEED = seqcourse.setup()", "x = 1",
+                                       "DEVICE = get_device('cpu')"]) == [
+        "x.ipynb code cell 2: sets up by hand (get_device('cpu...); seqcourse.setup() does it"]
+    assert set_up_problems("x.ipynb", ["FULL, DEVICE, SEED = seqcourse.setup()", "torch.manual_seed(0)"]) == []
+
+
+# ---- the repository stands alone ---------------------------------------------------------------------
+
+OUTSIDE = re.compile(r"\.\./shared|\bDESIGN\.md\b|\bseeds/[\w-]+\.(?:md|txt)\b")
+
+
+def test_the_repository_cites_no_file_outside_itself():
+    """A reader of the repository must find every fact in it: no file names ../shared, a DESIGN.md
+    the repository does not hold, or the seed texts the course was written from."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    found = []
+    for name in tracked:
+        path = ROOT / name
+        if name == "tests/test_architecture.py" or path.suffix in (".png", ".svg", ".ico", ".woff2") or not path.is_file():
+            continue
+        text = path.read_text(errors="ignore")
+        found += [f"{name}: cites {m.group(0)}" for m in OUTSIDE.finditer(text)]
+    assert not found, "\n".join(found)
