@@ -1,5 +1,7 @@
 """Algorithms written from scratch, below the models that use them.
 
+Its modules::
+
     bptt        backpropagation through time by hand, checked against autograd
     clipping    gradient clipping by norm and by value
     discretize  continuous-time state spaces to discrete (zero-order hold, bilinear)

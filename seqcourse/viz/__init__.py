@@ -1,5 +1,7 @@
 """Figures and widgets; every figure the book shows is drawn here.
 
+Its modules::
+
     plots            the chapters' plots
     diagrams         cell and block diagrams (LSTM, GRU, Mamba) drawn from their data flow
     widgets          the interactive explorers (ipywidgets), static where no kernel runs
