@@ -20,7 +20,7 @@ from seqcourse.measure.analysis import (
     state_gradient_norms,
 )
 from seqcourse.models.orthogonal import OrthogonalRNN
-from seqcourse.models.rnn import RNN, copy_from_torch
+from seqcourse.models.rnn import RNN, copy_rnn_from_torch
 from seqcourse.models.wrappers import LanguageModel
 
 
@@ -37,7 +37,7 @@ def test_state_gradient_norms_match_torch_rnn(device, num_layers):
     torch.manual_seed(0)
     theirs = torch.nn.RNN(3, 5, num_layers=num_layers, batch_first=True).double().to(device)
     ours = RNN(3, 5, num_layers=num_layers).double().to(device)
-    copy_from_torch(ours, theirs)
+    copy_rnn_from_torch(ours, theirs)
     x = torch.randn(2, 7, 3, dtype=torch.float64, device=device)
     norms = state_gradient_norms(ours, x)
     assert norms.shape == (7,)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from seqcourse.models.rnn import RNN, RNNCell, copy_from_torch
+from seqcourse.models.rnn import RNN, RNNCell, copy_rnn_from_torch
 
 B, T, D, H = 3, 6, 4, 5
 
@@ -11,7 +11,7 @@ def _pair(num_layers, bias, device, dtype=torch.float64):
     torch.manual_seed(0)
     theirs = torch.nn.RNN(D, H, num_layers, bias=bias, batch_first=True).to(device, dtype)
     ours = RNN(D, H, num_layers, bias=bias).to(device, dtype)
-    copy_from_torch(ours, theirs)
+    copy_rnn_from_torch(ours, theirs)
     return ours, theirs
 
 
@@ -55,7 +55,7 @@ def test_float32_default_matches_torch(device):
     torch.manual_seed(1)
     theirs = torch.nn.RNN(D, H, 2, batch_first=True).to(device)
     ours = RNN(D, H, 2).to(device)
-    copy_from_torch(ours, theirs)
+    copy_rnn_from_torch(ours, theirs)
     x = torch.randn(B, T, D, device=device)
     torch.testing.assert_close(ours(x)[0], theirs(x)[0])
 
@@ -213,8 +213,8 @@ def test_device_mismatch_is_named():
 def test_copy_from_torch_rejects_other_architectures():
     ours = RNN(D, H, 2)
     with pytest.raises(ValueError, match=r"num_layers=1 \(expected 2\)"):
-        copy_from_torch(ours, torch.nn.RNN(D, H, 1, batch_first=True))
+        copy_rnn_from_torch(ours, torch.nn.RNN(D, H, 1, batch_first=True))
     with pytest.raises(ValueError, match=r"nonlinearity='relu' \(expected 'tanh'\)"):
-        copy_from_torch(ours, torch.nn.RNN(D, H, 2, nonlinearity="relu"))
+        copy_rnn_from_torch(ours, torch.nn.RNN(D, H, 2, nonlinearity="relu"))
     with pytest.raises(TypeError, match=r"torch\.nn\.RNN; got LSTM"):
-        copy_from_torch(ours, torch.nn.LSTM(D, H, 2))
+        copy_rnn_from_torch(ours, torch.nn.LSTM(D, H, 2))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from seqcourse.models.gated import copy_gru_from_torch, copy_lstm_from_torch
-from seqcourse.models.rnn import copy_from_torch
+from seqcourse.models.rnn import copy_rnn_from_torch
 from seqcourse.models.seq2seq import Seq2Seq, exact_match, seq2seq_loss
 from seqcourse.data.tasks import BOS, EOS, PAD, reverse_task
 from seqcourse.train import train
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 V, E, H = 9, 5, 6
 F64 = torch.float64
-TORCH = {"rnn": (torch.nn.RNN, copy_from_torch), "gru": (torch.nn.GRU, copy_gru_from_torch),
+TORCH = {"rnn": (torch.nn.RNN, copy_rnn_from_torch), "gru": (torch.nn.GRU, copy_gru_from_torch),
          "lstm": (torch.nn.LSTM, copy_lstm_from_torch)}
 
 

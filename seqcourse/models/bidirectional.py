@@ -25,11 +25,11 @@ from torch import nn
 
 from ..validation import expect_ids, expect_int, expect_model_tensor, expect_nonempty_time, module_dtype_device
 from .gated import GRU, LSTM, copy_gru_from_torch, copy_lstm_from_torch
-from .rnn import RNN, copy_from_torch
+from .rnn import RNN, copy_rnn_from_torch
 
 __all__ = ["Bidirectional", "Tagger", "copy_bidirectional_from_torch"]
 
-_COPY = {RNN: (nn.RNN, copy_from_torch), GRU: (nn.GRU, copy_gru_from_torch), LSTM: (nn.LSTM, copy_lstm_from_torch)}
+_COPY = {RNN: (nn.RNN, copy_rnn_from_torch), GRU: (nn.GRU, copy_gru_from_torch), LSTM: (nn.LSTM, copy_lstm_from_torch)}
 
 
 class Bidirectional(nn.Module):

@@ -13,7 +13,7 @@ One step of the recurrence:
 
 A stack of L layers feeds layer l the hidden states of layer l-1 as its inputs x_t.
 ``RNN`` computes the same function as ``torch.nn.RNN(..., batch_first=True)`` (whose two biases
-b_ih + b_hh are our one b): ``copy_from_torch`` copies its weights, and the tests compare the two.
+b_ih + b_hh are our one b): ``copy_rnn_from_torch`` copies its weights, and the tests compare the two.
 
 Fast path: ``RNN(..., fast=True)`` (or ``model.fast = True`` later) runs the same parameters through
 torch's fused multi-layer kernel (``torch._VF.rnn_tanh``, what ``torch.nn.RNN`` itself calls) instead
@@ -33,7 +33,7 @@ from torch import nn
 
 from ..validation import expect_int, expect_model_tensor, expect_nonempty_time
 
-__all__ = ["FastPath", "RNN", "RNNCell", "StackedLayers", "copy_from_torch"]
+__all__ = ["FastPath", "RNN", "RNNCell", "StackedLayers", "copy_rnn_from_torch"]
 
 
 class FastPath:
@@ -215,7 +215,7 @@ class RNN(FastPath, StackedLayers):
         return f"{super().extra_repr()}, fast={self.fast}"
 
 
-def copy_from_torch(ours: RNN, theirs: nn.RNN) -> None:
+def copy_rnn_from_torch(ours: RNN, theirs: nn.RNN) -> None:
     """Copy the weights of ``torch.nn.RNN`` into our ``RNN`` so the two compute the same function.
 
     ``weight_ih_l{k}`` -> ``cells[k].W_x``, ``weight_hh_l{k}`` -> ``cells[k].W_h`` and

@@ -67,7 +67,7 @@ from .bench_scan import LINEAR_SCANS, backward_elements, linear_scan_inputs, s4d
 from ..device import get_device
 from ..models.attention import MultiHeadAttention, copy_mha_from_torch
 from ..models.gated import GRU, LSTM, copy_gru_from_torch, copy_lstm_from_torch
-from ..models.rnn import RNN, copy_from_torch
+from ..models.rnn import RNN, copy_rnn_from_torch
 from ..models.s4d import S4DLayer
 from ..measure.timing import interleaved_medians
 from ..validation import expect_int
@@ -135,7 +135,7 @@ def bench_recurrent(batch: int, length: int, hidden: int, repeats: int, device) 
     rows = []
     for name, ours_class, torch_class, copy in (("LSTM", LSTM, nn.LSTM, copy_lstm_from_torch),
                                                  ("GRU", GRU, nn.GRU, copy_gru_from_torch),
-                                                 ("RNN", RNN, nn.RNN, copy_from_torch)):
+                                                 ("RNN", RNN, nn.RNN, copy_rnn_from_torch)):
         torch.manual_seed(0)
         theirs = torch_class(hidden, hidden, batch_first=True).to(device)
         readable = ours_class(hidden, hidden).to(device)
