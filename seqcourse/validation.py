@@ -28,6 +28,7 @@ __all__ = [
     "expect_ids",
     "expect_int",
     "expect_nonempty_time",
+    "expect_step_range",
     "expect_tensor",
     "module_dtype_device",
     "same_device",
@@ -208,6 +209,16 @@ def expect_float(value, name: str, *, minimum: float | None = None, positive: bo
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}; got {value}")
     return value
+
+
+def expect_step_range(dt_min, dt_max) -> tuple[float, float]:
+    """The range [dt_min, dt_max] a state-space layer draws its initial step sizes Δ from: two positive
+    floats with dt_min <= dt_max, else an error naming them."""
+    dt_min = expect_float(dt_min, "dt_min", positive=True)
+    dt_max = expect_float(dt_max, "dt_max", positive=True)
+    if dt_min > dt_max:
+        raise ValueError(f"dt_min must be <= dt_max; got dt_min={dt_min}, dt_max={dt_max}")
+    return dt_min, dt_max
 
 
 def module_dtype_device(module: torch.nn.Module) -> tuple[torch.dtype, torch.device]:
