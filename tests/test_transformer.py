@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from seqcourse.models.attention import causal_mask
+from seqcourse.models.long_context import LinearTransformer, TransformerXL
 from seqcourse.models.norm import LayerNorm
 from seqcourse.models.transformer import Block, Transformer, sinusoidal_positions
 from seqcourse.models.wrappers import Classifier, LanguageModel
@@ -204,10 +205,23 @@ def test_transformer_errors():
         model(torch.randn(2, 2, D), cache)
     with pytest.raises(ValueError, match="positions must be one of"):
         Transformer(D, H, num_layers=1, n_heads=NH, positions="relative")
-    with pytest.raises(ValueError, match="head size d_model / n_heads must be even"):
+    with pytest.raises(ValueError, match="head size hidden_size / n_heads must be even"):
         Transformer(D, 6, num_layers=1, n_heads=2, positions="rotary")
     with pytest.raises(ValueError, match="divisible"):
         Transformer(D, H, num_layers=1, n_heads=3)
+
+
+@pytest.mark.parametrize("model", [Transformer, TransformerXL, LinearTransformer])
+def test_a_bad_size_names_the_argument_the_user_gave_the_model(model):
+    """A stack checks its sizes where they enter, under its own names: its width is hidden_size,
+    which its blocks call d_model; the error must not name an argument the user never passed."""
+    options = {"mem_len": 4} if model is TransformerXL else {}
+    with pytest.raises(ValueError, match=r"^hidden_size must be divisible by n_heads; got hidden_size=10, n_heads=4$"):
+        model(D, 10, num_layers=1, n_heads=4, **options)
+    with pytest.raises(ValueError, match=r"^hidden_size must be >= 1; got 0$"):
+        model(D, 0, num_layers=1, n_heads=4, **options)
+    with pytest.raises(ValueError, match=r"^d_model must be divisible by n_heads; got d_model=10, n_heads=4$"):
+        Block(10, 4)  # a block built directly checks its own arguments, under its own names
 
 
 @pytest.mark.parametrize("norm", ["pre", "post"])

@@ -60,16 +60,20 @@ def sinusoidal_positions(T: int, d: int, start: int = 0, device=None, dtype=torc
     return P.to(dtype)
 
 
-def expect_stack(width: int, n_heads: int, num_layers: int, norm: str, *,
-                 width_name: str = "hidden_size") -> tuple[int, int, int, str]:
+def expect_stack(width: int, n_heads: int, num_layers: int, norm: str, *, width_name: str = "hidden_size",
+                 rotary: bool = False) -> tuple[int, int, int, str]:
     """Check the configuration of a stack of attention blocks where the user passed it, and return it:
-    (width, n_heads, num_layers, norm), each size >= 1, n_heads dividing the width, norm one of NORMS.
+    (width, n_heads, num_layers, norm), each size >= 1, n_heads dividing the width (into an even head
+    size when the blocks are ``rotary``: they rotate pairs of features), norm one of NORMS.
 
     The models built of blocks (``Transformer``, ``encoder_decoder.TransformerSeq2Seq``,
     ``long_context.LinearTransformer``) call it, so that a bad size is reported under the argument
     the user gave (``width_name``: ``hidden_size`` or ``d_model``), before a block would report it
     under its own name. The blocks still check their own arguments: they are built directly too."""
-    width, n_heads, _ = head_sizes(width, n_heads, width_name=width_name)
+    width, n_heads, head_size = head_sizes(width, n_heads, width_name=width_name)
+    if rotary and head_size % 2:
+        raise ValueError(f"rotary positions rotate pairs of features, so the head size {width_name} / n_heads must be "
+                         f"even; got {width_name}={width}, n_heads={n_heads} (head size {head_size})")
     return width, n_heads, expect_int(num_layers, "num_layers", minimum=1), expect_choice(norm, "norm", NORMS)
 
 
@@ -194,9 +198,10 @@ class Transformer(nn.Module):
                  norm: str = "pre", positions: str = "sinusoidal", d_ff: int | None = None):
         super().__init__()
         self.input_size = expect_int(input_size, "input_size", minimum=1)
-        self.hidden_size, self.n_heads, self.num_layers, self.norm = expect_stack(hidden_size, n_heads, num_layers, norm)
-        self.max_len = expect_int(max_len, "max_len", minimum=1)
         self.positions = expect_choice(positions, "positions", POSITIONS)
+        self.hidden_size, self.n_heads, self.num_layers, self.norm = expect_stack(
+            hidden_size, n_heads, num_layers, norm, rotary=self.positions == "rotary")
+        self.max_len = expect_int(max_len, "max_len", minimum=1)
         self.fast = True
         self.W_in = nn.Linear(input_size, hidden_size)
         self.P = nn.Parameter(0.02 * torch.randn(max_len, hidden_size)) if positions == "learned" else None
