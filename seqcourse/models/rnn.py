@@ -122,14 +122,14 @@ class StackedLayers(nn.Module):
     def __init__(self, cell_class: type[nn.Module], input_size: int, *, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, **cell_options):
         super().__init__()
-        self.input_size = expect_int(input_size, "input_size", minimum=1)
-        self.hidden_size = expect_int(hidden_size, "hidden_size", minimum=1)
         self.num_layers = expect_int(num_layers, "num_layers", minimum=1)
         self.bias = bool(bias)
         self.cells = nn.ModuleList(
             cell_class(input_size if layer == 0 else hidden_size, hidden_size, bias=bias, **cell_options)
             for layer in range(num_layers)
         )
+        # input_size and hidden_size reach the first cell under their own names, and it checks them.
+        self.input_size, self.hidden_size = self.cells[0].input_size, self.cells[0].hidden_size
 
     def _check_input(self, x: torch.Tensor, name: str, dims: tuple[str, ...]) -> None:
         expect_model_tensor(self, x, name, dims=dims, size={"D": self.input_size})

@@ -172,14 +172,14 @@ class TCNBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, *, kernel_size: int, dilation: int,
                  convs_per_block: int = 2):
         super().__init__()
-        self.in_channels = expect_int(in_channels, "in_channels", minimum=1)
-        self.out_channels = expect_int(out_channels, "out_channels", minimum=1)
         expect_int(convs_per_block, "convs_per_block", minimum=1)
         self.convs = nn.ModuleList(
             CausalConv1d(in_channels if i == 0 else out_channels, out_channels, kernel_size=kernel_size,
                          dilation=dilation)
             for i in range(convs_per_block)
         )
+        # in_channels and out_channels reach the first convolution under their own names; it checks them.
+        self.in_channels, self.out_channels = self.convs[0].in_channels, self.convs[0].out_channels
         if in_channels != out_channels:
             bound = 1.0 / math.sqrt(in_channels)
             self.W_s = nn.Parameter(torch.empty(out_channels, in_channels).uniform_(-bound, bound))

@@ -98,8 +98,7 @@ class LanguageModel(_Readout):
     """
 
     def __init__(self, core: nn.Module, vocab_size: int, *, hidden_size: int):
-        expect_int(vocab_size, "vocab_size", minimum=1)
-        super().__init__(core, hidden_size, out_size=vocab_size, vocab_size=vocab_size)
+        super().__init__(core, hidden_size, out_size=vocab_size, vocab_size=vocab_size)  # checks vocab_size
         _check_core_input(core, vocab_size, f"a language model with vocab_size={vocab_size}")
 
     def forward(self, ids: torch.Tensor, state=None):
