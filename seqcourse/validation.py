@@ -14,6 +14,15 @@ For example::
     For a single sequence use x.unsqueeze(0).
 
 None of the checks modifies its input.
+
+Where a constructor's argument is checked: once, where the user passes it, under the name the user
+passed. Every class a reader may build directly (``LayerNorm``, ``MultiHeadAttention``, ``Block``,
+``LSTMCell``, ...) checks its own arguments. A model built of such blocks checks the arguments it
+renames or combines (a Transformer's ``hidden_size`` is its blocks' ``d_model``, so the Transformer
+checks it, and n_heads dividing it, under its own name) and leaves to the block the ones it passes
+on under the same name (reading the checked value back), so that no check is written twice and the
+error names the argument the user gave. Checks that several models need are one function (here,
+or ``models.transformer.expect_stack`` for the stacks of attention blocks).
 """
 from __future__ import annotations
 
