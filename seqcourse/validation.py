@@ -14,6 +14,15 @@ For example::
     For a single sequence use x.unsqueeze(0).
 
 None of the checks modifies its input.
+
+Where a constructor's argument is checked: once, where the user passes it, under the name the user
+passed. Every class a reader may build directly (``LayerNorm``, ``MultiHeadAttention``, ``Block``,
+``LSTMCell``, ...) checks its own arguments. A model built of such blocks checks the arguments it
+renames or combines (a Transformer's ``hidden_size`` is its blocks' ``d_model``, so the Transformer
+checks it, and n_heads dividing it, under its own name) and leaves to the block the ones it passes
+on under the same name (reading the checked value back), so that no check is written twice and the
+error names the argument the user gave. Checks that several models need are one function (here,
+or ``models.transformer.expect_stack`` for the stacks of attention blocks).
 """
 from __future__ import annotations
 
@@ -28,6 +37,7 @@ __all__ = [
     "expect_ids",
     "expect_int",
     "expect_nonempty_time",
+    "expect_step_range",
     "expect_tensor",
     "module_dtype_device",
     "same_device",
@@ -208,6 +218,16 @@ def expect_float(value, name: str, *, minimum: float | None = None, positive: bo
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}; got {value}")
     return value
+
+
+def expect_step_range(dt_min, dt_max) -> tuple[float, float]:
+    """The range [dt_min, dt_max] a state-space layer draws its initial step sizes Δ from: two positive
+    floats with dt_min <= dt_max, else an error naming them."""
+    dt_min = expect_float(dt_min, "dt_min", positive=True)
+    dt_max = expect_float(dt_max, "dt_max", positive=True)
+    if dt_min > dt_max:
+        raise ValueError(f"dt_min must be <= dt_max; got dt_min={dt_min}, dt_max={dt_max}")
+    return dt_min, dt_max
 
 
 def module_dtype_device(module: torch.nn.Module) -> tuple[torch.dtype, torch.device]:

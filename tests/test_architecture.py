@@ -28,7 +28,10 @@ problem fails too:
 - every device default is ``None``, resolved by ``get_device`` (so ``$SEQCOURSE_DEVICE`` holds
   everywhere), never a fallback of a function's own;
 - a chapter notebook defines no function or class the package defines, and none another chapter
-  defines too (it belongs in the package then).
+  defines too (it belongs in the package then);
+- every constructor (``__init__``) in the package takes at most two arguments by position besides
+  ``self``; the rest are keyword-only, so that ``MambaBlock(64, 16, expand=2, conv_size=4)`` says
+  what each number is.
 """
 from __future__ import annotations
 
@@ -299,3 +302,51 @@ def test_the_repository_cites_no_file_outside_itself():
         text = path.read_text(errors="ignore")
         found += [f"{name}: cites {m.group(0)}" for m in OUTSIDE.finditer(text)]
     assert not found, "\n".join(found)
+# ---- the constructors ------------------------------------------------------------------------------
+
+MAX_POSITIONAL = 2
+
+
+def constructor_problems(source: str, module: str) -> list[str]:
+    """Every class whose ``__init__`` takes more than MAX_POSITIONAL arguments by position besides
+    ``self`` (positional-only and ``*args`` count as positional): the rest belong after a ``*``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for item in node.body:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == "__init__":
+                args = item.args
+                positional = [a.arg for a in args.posonlyargs + args.args][1:]
+                if args.vararg:
+                    positional.append(f"*{args.vararg.arg}")
+                if len(positional) > MAX_POSITIONAL:
+                    found.append(f"{module or 'seqcourse'}:{item.lineno}: {node.name}({', '.join(positional)}) takes "
+                                 f"{len(positional)} arguments by position; make those after "
+                                 f"{', '.join(positional[:MAX_POSITIONAL])} keyword-only (put a * before them)")
+    return found
+
+
+def test_every_constructor_takes_at_most_two_arguments_by_position():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        found += constructor_problems(path.read_text(), relative_name(path))
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("source", [
+    "class MambaBlock:\n    def __init__(self, d_model, state_size=16, expand=2):\n        pass\n",
+    "class Stack:\n    def __init__(self, cell_class, input_size, *cell_options):\n        pass\n",
+    "class A:\n    def __init__(self, a, b, c, /, *, d=1):\n        pass\n",
+    "def f():\n    class Inner:\n        def __init__(self, a, b, c):\n            pass\n    return Inner\n",
+])
+def test_the_constructor_check_sees_a_third_positional_argument(source):
+    found = constructor_problems(source, "models.synthetic")
+    assert len(found) == 1 and "by position" in found[0] and found[0].startswith("models.synthetic:"), found
+
+
+def test_the_constructor_check_accepts_keyword_only_arguments():
+    source = ("class MambaBlock:\n    def __init__(self, d_model, state_size=16, *, expand=2, conv_size=4):\n"
+              "        pass\n\n    def reset(self, a, b, c):\n        pass\n\n"
+              "class Cell:\n    def __init__(self, input_size, hidden_size, **options):\n        pass\n")
+    assert constructor_problems(source, "models.synthetic") == []

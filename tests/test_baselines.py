@@ -68,7 +68,7 @@ def test_window_mlp_implements_the_equation(device):
 def test_window_mlp_ignores_tokens_before_the_window(device):
     torch.manual_seed(0)
     V, w, T = 6, 4, 12
-    model = WindowMLP(V, w, 16, 2).to(device)
+    model = WindowMLP(V, w, hidden_size=16, num_classes=2).to(device)
     ids = random_ids(32, T, V, device=device)
     before = ids.clone()
     before[:, : T - w] = random_ids(32, T - w, V, seed=1, device=device)
@@ -81,7 +81,7 @@ def test_window_mlp_ignores_tokens_before_the_window(device):
 
 
 def test_window_mlp_needs_window_tokens():
-    model = WindowMLP(8, 5, 4, 2)
+    model = WindowMLP(8, 5, hidden_size=4, num_classes=2)
     with pytest.raises(ValueError, match=r"window=5\) needs sequences of at least 5 tokens.*T=3"):
         model(torch.zeros(2, 3, dtype=torch.long))
 
@@ -89,7 +89,7 @@ def test_window_mlp_needs_window_tokens():
 # --- input checks shared by the two modules -----------------------------------------------------
 
 
-@pytest.mark.parametrize("make", [lambda: BagOfWords(8, 2), lambda: WindowMLP(8, 2, 4, 2)])
+@pytest.mark.parametrize("make", [lambda: BagOfWords(8, 2), lambda: WindowMLP(8, 2, hidden_size=4, num_classes=2)])
 def test_modules_reject_bad_ids(make):
     model = make()
     with pytest.raises(TypeError, match="long"):
@@ -106,9 +106,9 @@ def test_modules_reject_bad_sizes():
     with pytest.raises(ValueError, match="num_classes must be >= 2"):
         BagOfWords(8, 1)
     with pytest.raises(ValueError, match="window must be >= 1"):
-        WindowMLP(8, 0, 4, 2)
+        WindowMLP(8, 0, hidden_size=4, num_classes=2)
     with pytest.raises(TypeError, match="vocab_size must be an int"):
-        WindowMLP(8.0, 2, 4, 2)
+        WindowMLP(8.0, 2, hidden_size=4, num_classes=2)
 
 
 # --- NGramClassifier ----------------------------------------------------------------------------

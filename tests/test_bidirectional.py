@@ -103,7 +103,7 @@ def test_tagger_shapes_and_readout(device):
     assert logits.shape == (B, T, 4) and tagger.W_o.shape == (4, 2 * H)
     h, _ = core(torch.nn.functional.one_hot(ids, 3).to(F64))
     torch.testing.assert_close(logits, h @ tagger.W_o.T + tagger.b_o)
-    assert Tagger(LSTM(3, H), 3, 2).W_o.shape == (2, H)
+    assert Tagger(LSTM(3, H), 3, num_tags=2).W_o.shape == (2, H)
 
 
 def test_tagger_reads_features_without_a_vocabulary(device):
@@ -111,7 +111,7 @@ def test_tagger_reads_features_without_a_vocabulary(device):
     wrong feature size fails in the core with the expected shape."""
     torch.manual_seed(0)
     core = LSTM(5, H).to(device, F64)
-    tagger = Tagger(core, None, 3).to(device, F64)
+    tagger = Tagger(core, None, num_tags=3).to(device, F64)
     x = torch.zeros(B, T, 5, dtype=F64, device=device)
     x[..., 0] = x[..., 3] = 1.0
     h, _ = core(x)
@@ -136,12 +136,12 @@ def test_bad_arguments_raise_clear_errors():
         copy_bidirectional_from_torch(Bidirectional(GRU(D, H), LSTM(D, H)),
                                       torch.nn.GRU(D, H, batch_first=True, bidirectional=True))
     with pytest.raises(ValueError, match="num_layers=1"):
-        copy_bidirectional_from_torch(Bidirectional(GRU(D, H, 2), GRU(D, H, 2)),
+        copy_bidirectional_from_torch(Bidirectional(GRU(D, H, num_layers=2), GRU(D, H, num_layers=2)),
                                       torch.nn.GRU(D, H, 2, batch_first=True, bidirectional=True))
     with pytest.raises(ValueError, match="layer must be <= 0"):
         copy_bidirectional_from_torch(bi, torch.nn.GRU(D, H, batch_first=True, bidirectional=True), layer=1)
     with pytest.raises(ValueError, match="core.input_size must equal vocab_size=3"):
-        Tagger(bi, 3, 2)
+        Tagger(bi, 3, num_tags=2)
 
 
 def test_copy_checks_sizes_projection_and_direction():

@@ -101,7 +101,7 @@ def test_whole_model_equals_torch_transformer(device):
     """The pre-norm model is torch.nn.Transformer(norm_first=True) between our embeddings and our
     output layer: same encoder stack, final encoder and decoder LayerNorms, masks and logits."""
     torch.manual_seed(2)
-    model = TransformerSeq2Seq(V, V, D, L, NH).to(device, F64)
+    model = TransformerSeq2Seq(V, V, d_model=D, num_layers=L, n_heads=NH).to(device, F64)
     theirs = nn.Transformer(D, NH, L, L, dim_feedforward=model.d_ff, dropout=0.0, activation="gelu",
                             batch_first=True, norm_first=True).to(device, F64)
     for ours_block, their_layer in zip(model.encoder, theirs.encoder.layers):
@@ -123,7 +123,7 @@ def test_whole_model_equals_torch_transformer(device):
 
 def test_a_later_target_token_does_not_change_earlier_logits(device):
     torch.manual_seed(3)
-    model = TransformerSeq2Seq(V, V, D, L, NH).to(device, F64)
+    model = TransformerSeq2Seq(V, V, d_model=D, num_layers=L, n_heads=NH).to(device, F64)
     src, tgt_in, _ = _batch(device, n=4, length=5, min_length=5)
     logits = model(src, tgt_in)
     for k in range(1, tgt_in.shape[1]):
@@ -139,7 +139,7 @@ def test_padding_changes_nothing(positions, device):
     """Appending PAD columns to the source, or changing the PAD embedding, leaves every logit as it was:
     no real position, in the encoder or the cross-attention, reads a padded one."""
     torch.manual_seed(4)
-    model = TransformerSeq2Seq(V, V, D, L, NH, positions=positions, max_len=16).to(device, F64)
+    model = TransformerSeq2Seq(V, V, d_model=D, num_layers=L, n_heads=NH, positions=positions, max_len=16).to(device, F64)
     src, tgt_in, _ = _batch(device, n=5, length=5, min_length=1, seed=2)
     assert (src == PAD).any()
     logits = model(src, tgt_in)
@@ -161,7 +161,7 @@ def test_padding_changes_nothing(positions, device):
 
 def test_greedy_is_teacher_forcing_on_its_own_output(device):
     torch.manual_seed(5)
-    model = TransformerSeq2Seq(V, V, D, L, NH).to(device, F64)
+    model = TransformerSeq2Seq(V, V, d_model=D, num_layers=L, n_heads=NH).to(device, F64)
     with torch.no_grad():
         model.b_o[EOS] += 1.0  # make an EOS likely somewhere, so the PAD-after-EOS rule is exercised
     src, _, _ = _batch(device, n=16, length=6, min_length=1, seed=9)
@@ -182,7 +182,7 @@ def test_greedy_is_teacher_forcing_on_its_own_output(device):
 
 def test_cross_attention_weights_and_fast_path(device):
     torch.manual_seed(6)
-    model = TransformerSeq2Seq(V, V, D, L, NH).to(device, F64)
+    model = TransformerSeq2Seq(V, V, d_model=D, num_layers=L, n_heads=NH).to(device, F64)
     src, tgt_in, tgt_out = _batch(device, n=5, length=6, min_length=1, seed=3)
     logits, weights = model(src, tgt_in, return_attention=True)
     torch.testing.assert_close(logits, model(src, tgt_in))  # readable attention = the fused kernel
@@ -195,7 +195,7 @@ def test_cross_attention_weights_and_fast_path(device):
 
 
 def test_post_norm_model_has_no_final_norms():
-    model = TransformerSeq2Seq(V, V, D, 1, NH, norm="post")
+    model = TransformerSeq2Seq(V, V, d_model=D, num_layers=1, n_heads=NH, norm="post")
     assert model.ln_enc is None and model.ln_dec is None and model.decoder[0].norm == "post"
     src, tgt_in, _ = reverse_task(2, 4, V, generator=torch.Generator().manual_seed(0))
     assert model(src, tgt_in).shape == (2, 5, V)
@@ -204,7 +204,7 @@ def test_post_norm_model_has_no_final_norms():
 def test_learns_to_reverse_short_sequences():
     """A small model (one block each side, D = 32) reverses sources of 1 to 4 symbols after 300 steps."""
     torch.manual_seed(0)
-    model = TransformerSeq2Seq(8, 8, 32, 1, 2)
+    model = TransformerSeq2Seq(8, 8, d_model=32, num_layers=1, n_heads=2)
     g = torch.Generator().manual_seed(0)
     history = train(model, lambda step: reverse_task(32, 4, 8, min_length=1, generator=g), seq2seq_loss,
                     steps=300, lr=5e-3, clip_norm=1.0, progress=False, device="cpu")
@@ -214,16 +214,16 @@ def test_learns_to_reverse_short_sequences():
 
 
 def test_bad_arguments_raise_clear_errors():
-    model = TransformerSeq2Seq(V, V, D, 1, NH)
+    model = TransformerSeq2Seq(V, V, d_model=D, num_layers=1, n_heads=NH)
     src, tgt_in, _ = reverse_task(2, 4, V, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="divisible"):
-        TransformerSeq2Seq(V, V, 6, 1, 4)
+        TransformerSeq2Seq(V, V, d_model=6, num_layers=1, n_heads=4)
     with pytest.raises(ValueError, match="norm must be one of"):
-        TransformerSeq2Seq(V, V, D, 1, NH, norm="sandwich")
+        TransformerSeq2Seq(V, V, d_model=D, num_layers=1, n_heads=NH, norm="sandwich")
     with pytest.raises(ValueError, match="positions must be one of"):
-        TransformerSeq2Seq(V, V, D, 1, NH, positions="rotary")
+        TransformerSeq2Seq(V, V, d_model=D, num_layers=1, n_heads=NH, positions="rotary")
     with pytest.raises(ValueError, match="src_vocab must be >= 3"):
-        TransformerSeq2Seq(2, V, D, 1, NH)
+        TransformerSeq2Seq(2, V, d_model=D, num_layers=1, n_heads=NH)
     with pytest.raises(ValueError, match="right padding"):
         model(torch.tensor([[4, PAD, 5]]), tgt_in[:1])
     with pytest.raises(ValueError, match="at least one token"):
@@ -238,7 +238,7 @@ def test_bad_arguments_raise_clear_errors():
         model(src, tgt_in[:, :0])
     with pytest.raises(ValueError, match="max_len must be >= 1"):
         model.greedy(src, 0)
-    learned = TransformerSeq2Seq(V, V, D, 1, NH, positions="learned", max_len=4)
+    learned = TransformerSeq2Seq(V, V, d_model=D, num_layers=1, n_heads=NH, positions="learned", max_len=4)
     with pytest.raises(ValueError, match="max_len=4"):
         learned(src, tgt_in)  # tgt_in has 5 positions
     block = DecoderBlock(D, NH)

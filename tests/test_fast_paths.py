@@ -75,7 +75,7 @@ def _run(model, x, state, fast):
 @pytest.mark.parametrize("with_state", [True, False])
 def test_fast_equals_readable_float64(kind, num_layers, bias, with_state, device):
     torch.manual_seed(0)
-    model = MODELS[kind](D, H, num_layers, bias=bias).to(device, torch.float64)
+    model = MODELS[kind](D, H, num_layers=num_layers, bias=bias).to(device, torch.float64)
     x = torch.randn(B, T, D, dtype=torch.float64, device=device)
     state = _state(kind, num_layers, torch.float64, device) if with_state else None
     out_r, final_r, grads_r = _run(model, x, state, fast=False)
@@ -97,7 +97,7 @@ def test_fast_equals_readable_float32(kind, device):
     """float32: the LSTM takes oneDNN's kernel on CPU (the GRU and RNN torch's generic one), every
     model cuDNN on CUDA; TF32 is off for both paths, so like is compared with like."""
     torch.manual_seed(0)
-    model = MODELS[kind](D, 16, 2).to(device)
+    model = MODELS[kind](D, 16, num_layers=2).to(device)
     x = torch.randn(4, 30, D, device=device)
     with _no_tf32():
         out_r, final_r, grads_r = _run(model, x, None, fast=False)
@@ -151,7 +151,7 @@ def test_fast_path_checks_inputs_like_the_readable_one(kind):
 def test_step_matches_fast_forward(kind, device):
     """step() stays the readable cell; carried over the sequence it gives the fast forward's outputs."""
     torch.manual_seed(0)
-    model = MODELS[kind](D, H, 2, fast=True).to(device, torch.float64)
+    model = MODELS[kind](D, H, num_layers=2, fast=True).to(device, torch.float64)
     x = torch.randn(B, T, D, dtype=torch.float64, device=device)
     out, final = model(x)
     state, ys = None, []
@@ -169,7 +169,7 @@ def test_fast_path_backward_after_eval(kind, device, monkeypatch):
     pass, so the kernel must be told train=True whenever autograd records) and equal the readable
     loop's; under torch.no_grad() in eval mode the kernel gets train=False. Outputs are the same."""
     torch.manual_seed(0)
-    model = MODELS[kind](D, H, 2).to(device, torch.float64).eval()
+    model = MODELS[kind](D, H, num_layers=2).to(device, torch.float64).eval()
     x = torch.randn(B, T, D, dtype=torch.float64, device=device)
     flags = []
     original = model._call_fused

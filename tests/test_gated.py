@@ -15,7 +15,7 @@ F64 = torch.float64
 def _lstm_pair(num_layers, bias, device):
     torch.manual_seed(0)
     theirs = torch.nn.LSTM(D, H, num_layers, bias=bias, batch_first=True).to(device, F64)
-    ours = LSTM(D, H, num_layers, bias=bias).to(device, F64)
+    ours = LSTM(D, H, num_layers=num_layers, bias=bias).to(device, F64)
     copy_lstm_from_torch(ours, theirs)
     return ours, theirs
 
@@ -23,7 +23,7 @@ def _lstm_pair(num_layers, bias, device):
 def _gru_pair(num_layers, bias, device):
     torch.manual_seed(0)
     theirs = torch.nn.GRU(D, H, num_layers, bias=bias, batch_first=True).to(device, F64)
-    ours = GRU(D, H, num_layers, bias=bias).to(device, F64)
+    ours = GRU(D, H, num_layers=num_layers, bias=bias).to(device, F64)
     copy_gru_from_torch(ours, theirs)
     return ours, theirs
 
@@ -138,7 +138,7 @@ def test_lstm_cell_is_the_equation():
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_step_repeated_equals_forward(kind, num_layers, device):
     torch.manual_seed(2)
-    model = (LSTM if kind == "lstm" else GRU)(D, H, num_layers).to(device, F64)
+    model = (LSTM if kind == "lstm" else GRU)(D, H, num_layers=num_layers).to(device, F64)
     x = torch.randn(B, T, D, dtype=F64, device=device)
     h0 = torch.randn(num_layers, B, H, dtype=F64, device=device)
     start = (h0, torch.randn_like(h0)) if kind == "lstm" else h0
@@ -171,7 +171,7 @@ def test_forget_gate_bias_is_set_and_the_others_are_not(forget_bias):
 
 
 def test_inputs_are_not_modified():
-    lstm, gru = LSTM(D, H, 2), GRU(D, H, 2)
+    lstm, gru = LSTM(D, H, num_layers=2), GRU(D, H, num_layers=2)
     x, h0, c0 = torch.randn(B, T, D), torch.randn(2, B, H), torch.randn(2, B, H)
     copies = [t.clone() for t in (x, h0, c0)]
     lstm(x, (h0, c0))
@@ -238,7 +238,7 @@ def test_bad_constructor_arguments():
 
 def test_copy_rejects_other_architectures():
     with pytest.raises(ValueError, match=r"torch\.nn\.LSTM does not match our LSTM: num_layers=1 \(expected 2\)"):
-        copy_lstm_from_torch(LSTM(D, H, 2), torch.nn.LSTM(D, H, 1))
+        copy_lstm_from_torch(LSTM(D, H, num_layers=2), torch.nn.LSTM(D, H, 1))
     with pytest.raises(ValueError, match=r"proj_size=2 \(expected 0\)"):
         copy_lstm_from_torch(LSTM(D, H), torch.nn.LSTM(D, H, proj_size=2))
     with pytest.raises(ValueError, match=r"torch\.nn\.GRU does not match our GRU: hidden_size=6 \(expected 5\)"):
@@ -269,7 +269,7 @@ def test_lstm_as_classifier_core(device):
 @pytest.mark.parametrize("cls", [LSTM, GRU])
 def test_language_model_step_equals_forward_and_samples(cls, device):
     torch.manual_seed(0)
-    model = LanguageModel(cls(V, H, num_layers=2), V, H).to(device, F64)
+    model = LanguageModel(cls(V, H, num_layers=2), V, hidden_size=H).to(device, F64)
     ids = torch.randint(0, V, (B, T), device=device)
     logits, _ = model(ids)
     assert logits.shape == (B, T, V)

@@ -70,7 +70,7 @@ def test_bad_arguments():
     with pytest.raises(TypeError, match="LSTMCell or single-layer LSTM"):
         forget_gates(GRU(D, H), torch.randn(B, T, D))
     with pytest.raises(ValueError, match="num_layers=1"):
-        cell_state_jacobian(LSTM(D, H, 2), torch.randn(B, T, D))
+        cell_state_jacobian(LSTM(D, H, num_layers=2), torch.randn(B, T, D))
     with pytest.raises(ValueError, match=r"D=3"):
         forget_gate_product(LSTM(D, H), torch.randn(B, T, D + 1))
     with pytest.raises(ValueError, match="at least one time step"):

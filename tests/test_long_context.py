@@ -41,8 +41,8 @@ def test_sliding_window_equals_full_attention_masked_to_the_band(window, device)
 
 def _xl_and_full(device, num_layers, mem_len, norm="pre"):
     torch.manual_seed(1)
-    xl = TransformerXL(D, H, num_layers, NH, mem_len=mem_len, norm=norm).to(device, F64)
-    full = Transformer(D, H, num_layers, NH, norm=norm).to(device, F64)
+    xl = TransformerXL(D, H, num_layers=num_layers, n_heads=NH, mem_len=mem_len, norm=norm).to(device, F64)
+    full = Transformer(D, H, num_layers=num_layers, n_heads=NH, norm=norm).to(device, F64)
     full.load_state_dict(xl.state_dict())
     return xl, full
 
@@ -176,7 +176,7 @@ def test_linear_step_state_size_does_not_depend_on_position(device):
 @pytest.mark.parametrize("norm", ["pre", "post"])
 def test_linear_transformer_step_equals_forward_in_constant_memory(norm, device):
     torch.manual_seed(5)
-    model = LinearTransformer(D, H, 2, NH, norm=norm, chunk_size=4).to(device, F64)
+    model = LinearTransformer(D, H, num_layers=2, n_heads=NH, norm=norm, chunk_size=4).to(device, F64)
     x = torch.randn(B, 10, D, dtype=F64, device=device)
     full, (states, t) = model(x)
     assert full.shape == (B, 10, H) and t == 10
@@ -200,7 +200,7 @@ def test_linear_transformer_step_equals_forward_in_constant_memory(norm, device)
 def test_linear_transformer_as_a_language_model(device):
     V = 6
     torch.manual_seed(6)
-    lm = LanguageModel(LinearTransformer(V, H, 1, NH), V, H).to(device, F64)
+    lm = LanguageModel(LinearTransformer(V, H, num_layers=1, n_heads=NH), V, hidden_size=H).to(device, F64)
     ids = torch.randint(0, V, (B, 7), device=device)
     logits, _ = lm(ids)
     state, step_logits = None, []
@@ -224,12 +224,12 @@ def test_long_context_errors():
         att(torch.randn(1, 3, H + 1))
     with pytest.raises(ValueError, match="hs=4"):
         att(torch.randn(1, 3, H), (torch.zeros(1, NH, 3, 4), torch.zeros(1, NH, 4)))
-    xl = TransformerXL(D, H, 2, NH, mem_len=3)
+    xl = TransformerXL(D, H, num_layers=2, n_heads=NH, mem_len=3)
     with pytest.raises(TypeError, match="num_layers=2"):
         xl(torch.randn(1, 3, D), ((torch.zeros(1, 3, H),), 3))
     with pytest.raises(ValueError, match=r"\(B, S, D=5\)"):
         xl(torch.randn(1, 3, D + 1))
-    lt = LinearTransformer(D, H, 2, NH)
+    lt = LinearTransformer(D, H, num_layers=2, n_heads=NH)
     with pytest.raises(TypeError, match="num_layers=2"):
         lt(torch.randn(1, 3, D), ((), 0))
 
@@ -239,7 +239,7 @@ def test_empty_sequence_and_xl_memory_checks():
     with pytest.raises(ValueError, match=r"at least one position \(T_k >= 1\)"):
         sliding_window_attention(empty, empty, empty, 2)
     torch.manual_seed(0)
-    xl = TransformerXL(D, H, 2, NH, mem_len=3)
+    xl = TransformerXL(D, H, num_layers=2, n_heads=NH, mem_len=3)
     x = torch.randn(2, 4, D)
     _, (memory, t) = xl(x)
     assert t == 4 and [m.shape for m in memory] == [(2, 3, H)] * 2
@@ -256,4 +256,4 @@ def test_empty_sequence_and_xl_memory_checks():
     with pytest.raises(NotImplementedError, match="would ignore the segment memory"):
         xl.attention_weights(x)
     assert "mem_len=3" in repr(xl) and "max_len" not in repr(xl)
-    assert "max_len=1024" in repr(Transformer(D, H, 1, NH))
+    assert "max_len=1024" in repr(Transformer(D, H, num_layers=1, n_heads=NH))

@@ -41,7 +41,7 @@ def _power_norms(W: torch.Tensor, x: torch.Tensor, K: int) -> torch.Tensor:
 def test_stays_orthogonal_after_training(device):
     torch.manual_seed(1)
     core = OrthogonalRNN(3, 8, generator=torch.Generator().manual_seed(1))
-    model = Classifier(core, 8, 1).to(device)
+    model = Classifier(core, 8, num_classes=1).to(device)
     A_before = core.A.detach().clone()
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     x = torch.randn(16, 12, 3, device=device)

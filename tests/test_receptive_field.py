@@ -26,7 +26,7 @@ def _dilations(levels, convs_per_block):
 def test_closed_form_equals_sum_over_dilations(kernel_size, levels, convs_per_block):
     closed = tcn_receptive_field(kernel_size, levels, convs_per_block=convs_per_block)
     assert closed == receptive_field(kernel_size, _dilations(levels, convs_per_block))
-    assert closed == TCN(1, 1, levels, kernel_size, convs_per_block).receptive_field
+    assert closed == TCN(1, 1, num_levels=levels, kernel_size=kernel_size, convs_per_block=convs_per_block).receptive_field
 
 
 def test_known_values():
@@ -43,7 +43,7 @@ def test_known_values():
 ])
 def test_autograd_agrees_with_the_formula(kernel_size, levels, convs_per_block, device):
     torch.manual_seed(0)
-    model = TCN(2, 8, levels, kernel_size, convs_per_block).to(device)
+    model = TCN(2, 8, num_levels=levels, kernel_size=kernel_size, convs_per_block=convs_per_block).to(device)
     r = tcn_receptive_field(kernel_size, levels, convs_per_block=convs_per_block)
     length = r + 17
     g = torch.Generator().manual_seed(1)
@@ -58,7 +58,7 @@ def test_autograd_agrees_with_the_formula(kernel_size, levels, convs_per_block, 
 def test_cone_is_what_autograd_measures(device):
     """The positions the figure colours are the inputs autograd finds, layer by layer at the bottom."""
     torch.manual_seed(2)
-    model = TCN(1, 8, 3, kernel_size=3, convs_per_block=2).to(device)
+    model = TCN(1, 8, num_levels=3, kernel_size=3, convs_per_block=2).to(device)
     length = 40
     cone = influence_cone(3, _dilations(3, 2), length)
     mask = input_gradient_mask(model, torch.randn(32, length, 1, device=device), generator=torch.Generator().manual_seed(0))
@@ -83,14 +83,14 @@ def test_recurrent_model_sees_everything(device):
 
 
 def test_too_short_a_sequence_raises():
-    model = TCN(1, 8, 4, kernel_size=2, convs_per_block=1)  # R = 16
+    model = TCN(1, 8, num_levels=4, kernel_size=2, convs_per_block=1)  # R = 16
     with pytest.raises(ValueError, match="at least length=16"):
         empirical_receptive_field(model, 16)
     assert empirical_receptive_field(model, 17) == 16
 
 
 def test_bad_arguments():
-    model = TCN(2, 3, 2)
+    model = TCN(2, 3, num_levels=2)
     with pytest.raises(ValueError, match=r"x must be a float32 tensor of shape \(B, T, D\)"):
         input_gradient_mask(model, torch.randn(5, 2))
     with pytest.raises(ValueError, match="t must be <= 4"):

@@ -10,7 +10,7 @@ B, T, D, H = 3, 6, 4, 5
 def _pair(num_layers, bias, device, dtype=torch.float64):
     torch.manual_seed(0)
     theirs = torch.nn.RNN(D, H, num_layers, bias=bias, batch_first=True).to(device, dtype)
-    ours = RNN(D, H, num_layers, bias=bias).to(device, dtype)
+    ours = RNN(D, H, num_layers=num_layers, bias=bias).to(device, dtype)
     copy_rnn_from_torch(ours, theirs)
     return ours, theirs
 
@@ -54,7 +54,7 @@ def test_matches_torch_rnn_forward_and_gradients(num_layers, bias, with_h0, devi
 def test_float32_default_matches_torch(device):
     torch.manual_seed(1)
     theirs = torch.nn.RNN(D, H, 2, batch_first=True).to(device)
-    ours = RNN(D, H, 2).to(device)
+    ours = RNN(D, H, num_layers=2).to(device)
     copy_rnn_from_torch(ours, theirs)
     x = torch.randn(B, T, D, device=device)
     torch.testing.assert_close(ours(x)[0], theirs(x)[0])
@@ -63,7 +63,7 @@ def test_float32_default_matches_torch(device):
 @pytest.mark.parametrize("num_layers", [1, 3])
 def test_step_repeated_equals_forward(num_layers, device):
     torch.manual_seed(2)
-    model = RNN(D, H, num_layers).to(device, torch.float64)
+    model = RNN(D, H, num_layers=num_layers).to(device, torch.float64)
     x = torch.randn(B, T, D, dtype=torch.float64, device=device)
     h0 = torch.randn(num_layers, B, H, dtype=torch.float64, device=device)
     outputs, h_n = model(x, h0)
@@ -81,7 +81,7 @@ def test_step_repeated_equals_forward(num_layers, device):
 
 def test_forward_in_two_halves_equals_one_pass():
     torch.manual_seed(3)
-    model = RNN(D, H, 2).double()
+    model = RNN(D, H, num_layers=2).double()
     x = torch.randn(B, T, D, dtype=torch.float64)
     out, h_n = model(x)
     out_a, h_a = model(x[:, :2])
@@ -104,7 +104,7 @@ def test_cell_is_the_equation():
 def test_init_is_uniform_within_one_over_sqrt_h():
     torch.manual_seed(5)
     hidden = 64
-    model = RNN(3, hidden, 2)
+    model = RNN(3, hidden, num_layers=2)
     k = hidden**-0.5
     values = torch.cat([p.flatten() for p in model.parameters()])
     assert values.abs().max() <= k
@@ -113,7 +113,7 @@ def test_init_is_uniform_within_one_over_sqrt_h():
 
 
 def test_inputs_are_not_modified():
-    model = RNN(D, H, 2)
+    model = RNN(D, H, num_layers=2)
     x = torch.randn(B, T, D)
     h0 = torch.randn(2, B, H)
     x_copy, h0_copy = x.clone(), h0.clone()
@@ -124,7 +124,7 @@ def test_inputs_are_not_modified():
 
 def test_layers_feed_each_other():
     torch.manual_seed(6)
-    model = RNN(D, H, 2).double()
+    model = RNN(D, H, num_layers=2).double()
     x = torch.randn(B, T, D, dtype=torch.float64)
     first = RNN(D, H).double()
     second = RNN(H, H).double()
@@ -210,8 +210,8 @@ def test_device_mismatch_is_named():
         model(torch.randn(2, 4, 3), torch.empty(1, 2, H, device="meta"))
 
 
-def test_copy_from_torch_rejects_other_architectures():
-    ours = RNN(D, H, 2)
+def test_copy_rnn_from_torch_rejects_other_architectures():
+    ours = RNN(D, H, num_layers=2)
     with pytest.raises(ValueError, match=r"num_layers=1 \(expected 2\)"):
         copy_rnn_from_torch(ours, torch.nn.RNN(D, H, 1, batch_first=True))
     with pytest.raises(ValueError, match=r"nonlinearity='relu' \(expected 'tanh'\)"):

@@ -21,7 +21,7 @@ TORCH = {"rnn": (torch.nn.RNN, copy_rnn_from_torch), "gru": (torch.nn.GRU, copy_
 def _model_with_torch_twins(cell, attention, device, num_layers=1):
     """Our model plus torch.nn encoder/decoder layers whose weights we copied into it."""
     torch.manual_seed(0)
-    model = Seq2Seq(V, V, E, H, cell=cell, attention=attention, num_layers=num_layers).to(device, F64)
+    model = Seq2Seq(V, V, embed_size=E, hidden_size=H, cell=cell, attention=attention, num_layers=num_layers).to(device, F64)
     torch_class, copy = TORCH[cell]
     twins = []
     for ours in (model.encoder, model.decoder):
@@ -116,7 +116,7 @@ def test_additive_attention_matches_a_stepwise_reference_with_padding(cell, devi
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
 def test_padding_gives_the_same_result_as_the_unpadded_sequence(attention, cell, device):
     torch.manual_seed(1)
-    model = Seq2Seq(V, V, E, H, cell=cell, attention=attention).to(device, F64)
+    model = Seq2Seq(V, V, embed_size=E, hidden_size=H, cell=cell, attention=attention).to(device, F64)
     src, tgt_in, _ = _batch(device, n=6, length=7, min_length=1, seed=7)
     batched = model(src, tgt_in)
     for b, row in enumerate(src):
@@ -134,7 +134,7 @@ def test_padding_gives_the_same_result_as_the_unpadded_sequence(attention, cell,
 @pytest.mark.parametrize("attention", [None, "dot", "additive"])
 def test_greedy_is_teacher_forcing_on_its_own_output(attention, device):
     torch.manual_seed(2)
-    model = Seq2Seq(V, V, E, H, cell="gru", attention=attention).to(device, F64)
+    model = Seq2Seq(V, V, embed_size=E, hidden_size=H, cell="gru", attention=attention).to(device, F64)
     with torch.no_grad():
         model.b_o[EOS] += 0.5  # make an EOS likely somewhere, so the PAD-after-EOS rule is exercised
     src, _, _ = _batch(device, n=16, length=6, min_length=1, seed=9)
@@ -155,7 +155,7 @@ def test_greedy_is_teacher_forcing_on_its_own_output(attention, device):
 
 def test_loss_is_the_mean_over_non_pad_targets(device):
     torch.manual_seed(0)
-    model = Seq2Seq(V, V, E, H).to(device, F64)
+    model = Seq2Seq(V, V, embed_size=E, hidden_size=H).to(device, F64)
     src, tgt_in, tgt_out = _batch(device, n=5, length=6, min_length=1)
     logits = model(src, tgt_in)
     keep = tgt_out != PAD
@@ -175,7 +175,7 @@ def test_exact_match_counts_only_whole_sequences():
 
 def test_learns_to_reverse_short_sequences():
     torch.manual_seed(0)
-    model = Seq2Seq(7, 7, 8, 32, cell="gru")
+    model = Seq2Seq(7, 7, embed_size=8, hidden_size=32, cell="gru")
     g = torch.Generator().manual_seed(0)
     history = train(model, lambda step: reverse_task(32, 3, 7, generator=g), seq2seq_loss,
                     steps=150, lr=1e-2, progress=False, device="cpu")
@@ -185,12 +185,12 @@ def test_learns_to_reverse_short_sequences():
 
 
 def test_bad_arguments_raise_clear_errors():
-    model = Seq2Seq(V, V, E, H)
+    model = Seq2Seq(V, V, embed_size=E, hidden_size=H)
     src, tgt_in, _ = reverse_task(2, 4, V, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="cell must be one of"):
-        Seq2Seq(V, V, E, H, cell="transformer")
+        Seq2Seq(V, V, embed_size=E, hidden_size=H, cell="transformer")
     with pytest.raises(ValueError, match="attention must be one of"):
-        Seq2Seq(V, V, E, H, attention="multiplicative")
+        Seq2Seq(V, V, embed_size=E, hidden_size=H, attention="multiplicative")
     with pytest.raises(ValueError, match="no attention weights"):
         model(src, tgt_in, return_attention=True)
     with pytest.raises(ValueError, match="no attention weights"):
@@ -212,7 +212,7 @@ def test_bad_arguments_raise_clear_errors():
 def test_loss_and_exact_match_check_their_targets():
     """Wrong shape, device or ids in tgt_out, and an all-PAD target (whose mean would be NaN), raise
     clear errors; exact_match needs one device and one batch size."""
-    model = Seq2Seq(V, V, E, H)
+    model = Seq2Seq(V, V, embed_size=E, hidden_size=H)
     src, tgt_in, tgt_out = reverse_task(2, 4, V, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(seq2seq_loss(model, src, tgt_in, tgt_out))
     with pytest.raises(ValueError, match=r"tgt_out must have the shape of tgt_in \(B, T\) = \(2, 5\); got \(2, 4\)"):

@@ -122,7 +122,7 @@ def test_bad_arguments(kwargs, error, match):
 def test_small_rnn_learns_the_task(device, one_thread):
     V, H = 8, 16
     torch.manual_seed(0)
-    model = Classifier(RNN(V, H), H, 2, vocab_size=V).to(device)
+    model = Classifier(RNN(V, H), H, num_classes=2, vocab_size=V).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     g = gen(1)
     for _ in range(100):

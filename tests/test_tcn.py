@@ -39,7 +39,7 @@ def test_conv_matches_torch_conv1d(kernel_size, dilation, bias, device):
     """Independent reference: nn.Conv1d padded (k-1)d on BOTH sides, with the last (k-1)d outputs
     (the ones that saw the right padding) cut off."""
     torch.manual_seed(1)
-    ours = CausalConv1d(D, H, kernel_size, dilation, bias=bias).to(device, F64)
+    ours = CausalConv1d(D, H, kernel_size=kernel_size, dilation=dilation, bias=bias).to(device, F64)
     pad = (kernel_size - 1) * dilation
     theirs = torch.nn.Conv1d(D, H, kernel_size, dilation=dilation, padding=pad, bias=bias).to(device, F64)
     with torch.no_grad():
@@ -120,7 +120,7 @@ def _flatten(state):
 
 @pytest.mark.parametrize("kernel_size, num_levels, convs_per_block", [(2, 5, 1), (3, 3, 2), (1, 2, 2)])
 def test_stack_dilations_and_state_size(kernel_size, num_levels, convs_per_block, device):
-    model = TCN(D, H, num_levels, kernel_size, convs_per_block).to(device)
+    model = TCN(D, H, num_levels=num_levels, kernel_size=kernel_size, convs_per_block=convs_per_block).to(device)
     assert model.dilations == tuple(2**level for level in range(num_levels))
     assert [conv.dilation for block in model.blocks for conv in block.convs] == [
         2**level for level in range(num_levels) for _ in range(convs_per_block)
@@ -133,7 +133,7 @@ def test_stack_dilations_and_state_size(kernel_size, num_levels, convs_per_block
 
 
 def test_every_parameter_gets_a_gradient(device):
-    model = TCN(D, H, 3, kernel_size=2).to(device)
+    model = TCN(D, H, num_levels=3, kernel_size=2).to(device)
     outputs, _ = model(torch.randn(B, 16, D, device=device))
     (outputs * torch.randn_like(outputs)).sum().backward()
     for name, p in model.named_parameters():
@@ -142,11 +142,11 @@ def test_every_parameter_gets_a_gradient(device):
 
 def test_classifier_and_language_model_wrap_a_tcn(device):
     torch.manual_seed(3)
-    classifier = Classifier(TCN(5, H, 2), hidden_size=H, num_classes=3, vocab_size=5).to(device)
+    classifier = Classifier(TCN(5, H, num_levels=2), hidden_size=H, num_classes=3, vocab_size=5).to(device)
     ids = torch.randint(0, 5, (B, 9), device=device)
     assert classifier(ids).shape == (B, 3)
 
-    lm = LanguageModel(TCN(6, H, 3, kernel_size=3), vocab_size=6, hidden_size=H).to(device, F64)
+    lm = LanguageModel(TCN(6, H, num_levels=3, kernel_size=3), vocab_size=6, hidden_size=H).to(device, F64)
     ids = torch.randint(0, 6, (B, 11), device=device)
     logits, _ = lm(ids)
     state, stepped = None, []
@@ -159,7 +159,7 @@ def test_classifier_and_language_model_wrap_a_tcn(device):
 
 
 def test_bad_inputs_raise_clear_errors():
-    model = TCN(D, H, 2, kernel_size=3)
+    model = TCN(D, H, num_levels=2, kernel_size=3)
     with pytest.raises(ValueError, match=r"x must be a float32 tensor of shape \(B, T, D=3\).*unsqueeze\(0\)"):
         model(torch.randn(T, D))
     with pytest.raises(ValueError, match=r"D = 5 \(expected 3\)"):
@@ -182,4 +182,4 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(TypeError, match="dilation must be an int"):
         CausalConv1d(D, H, kernel_size=2, dilation=1.5)
     with pytest.raises(ValueError, match="num_levels must be >= 1"):
-        TCN(D, H, 0)
+        TCN(D, H, num_levels=0)

@@ -81,7 +81,7 @@ def test_bidirectional_tagger_solves_it_and_a_left_to_right_one_cannot():
     results = {}
     for name, core in (("left-to-right", GRU(2, 16)), ("bidirectional", Bidirectional(GRU(2, 8), GRU(2, 8)))):
         torch.manual_seed(0)
-        model = Tagger(core, 2, 2)
+        model = Tagger(core, 2, num_tags=2)
         g = gen(2)
         train(model, lambda step: lookahead_parity(32, 10, 1, g), _tag_loss, steps=120, lr=1e-2,
               progress=False, device="cpu")

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from seqcourse.models.attention import causal_mask
+from seqcourse.models.long_context import LinearTransformer, TransformerXL
 from seqcourse.models.norm import LayerNorm
 from seqcourse.models.transformer import Block, Transformer, sinusoidal_positions
 from seqcourse.models.wrappers import Classifier, LanguageModel
@@ -99,7 +100,7 @@ def test_block_uses_our_layernorm_and_validates():
 
 def _transformer(device, norm="pre", positions="sinusoidal", num_layers=2):
     torch.manual_seed(1)
-    return Transformer(D, H, num_layers, NH, max_len=32, norm=norm, positions=positions).to(device, F64)
+    return Transformer(D, H, num_layers=num_layers, n_heads=NH, max_len=32, norm=norm, positions=positions).to(device, F64)
 
 
 @pytest.mark.parametrize("norm", ["pre", "post"])
@@ -162,7 +163,7 @@ def test_gradient_path_to_the_first_input_does_not_shrink_with_distance(device):
 def test_language_model_and_classifier_use_it_as_a_core(device):
     V = 7
     torch.manual_seed(2)
-    lm = LanguageModel(Transformer(V, H, 2, NH, max_len=20), V, H).to(device, F64)
+    lm = LanguageModel(Transformer(V, H, num_layers=2, n_heads=NH, max_len=20), V, hidden_size=H).to(device, F64)
     ids = torch.randint(0, V, (B, T), device=device)
     logits, cache = lm(ids)
     assert logits.shape == (B, T, V)
@@ -177,7 +178,7 @@ def test_language_model_and_classifier_use_it_as_a_core(device):
     # greedy sampling continues with the argmax of full recomputation
     full, _ = lm(out[:-1].unsqueeze(0))
     assert torch.equal(full[0, 2:].argmax(-1), out[3:])
-    clf = Classifier(Transformer(V, H, 1, NH), H, 3, vocab_size=V).to(device, F64)
+    clf = Classifier(Transformer(V, H, num_layers=1, n_heads=NH), H, num_classes=3, vocab_size=V).to(device, F64)
     scores = clf(ids)
     assert scores.shape == (B, 3)
     # the readout of the core's last output, with the ids one-hot encoded
@@ -190,7 +191,7 @@ def test_language_model_and_classifier_use_it_as_a_core(device):
 
 
 def test_transformer_errors():
-    model = Transformer(D, H, 2, NH, max_len=8, positions="learned")
+    model = Transformer(D, H, num_layers=2, n_heads=NH, max_len=8, positions="learned")
     with pytest.raises(ValueError, match="max_len=8"):
         model(torch.randn(1, 9, D))
     _, cache = model(torch.randn(1, 6, D))
@@ -203,11 +204,24 @@ def test_transformer_errors():
     with pytest.raises(ValueError, match="B=2"):
         model(torch.randn(2, 2, D), cache)
     with pytest.raises(ValueError, match="positions must be one of"):
-        Transformer(D, H, 1, NH, positions="relative")
-    with pytest.raises(ValueError, match="head size d_model / n_heads must be even"):
-        Transformer(D, 6, 1, 2, positions="rotary")
+        Transformer(D, H, num_layers=1, n_heads=NH, positions="relative")
+    with pytest.raises(ValueError, match="head size hidden_size / n_heads must be even"):
+        Transformer(D, 6, num_layers=1, n_heads=2, positions="rotary")
     with pytest.raises(ValueError, match="divisible"):
-        Transformer(D, H, 1, 3)
+        Transformer(D, H, num_layers=1, n_heads=3)
+
+
+@pytest.mark.parametrize("model", [Transformer, TransformerXL, LinearTransformer])
+def test_a_bad_size_names_the_argument_the_user_gave_the_model(model):
+    """A stack checks its sizes where they enter, under its own names: its width is hidden_size,
+    which its blocks call d_model; the error must not name an argument the user never passed."""
+    options = {"mem_len": 4} if model is TransformerXL else {}
+    with pytest.raises(ValueError, match=r"^hidden_size must be divisible by n_heads; got hidden_size=10, n_heads=4$"):
+        model(D, 10, num_layers=1, n_heads=4, **options)
+    with pytest.raises(ValueError, match=r"^hidden_size must be >= 1; got 0$"):
+        model(D, 0, num_layers=1, n_heads=4, **options)
+    with pytest.raises(ValueError, match=r"^d_model must be divisible by n_heads; got d_model=10, n_heads=4$"):
+        Block(10, 4)  # a block built directly checks its own arguments, under its own names
 
 
 @pytest.mark.parametrize("norm", ["pre", "post"])
@@ -298,7 +312,7 @@ def test_default_positions_leave_the_model_unchanged():
     """The default (sinusoidal) model has the parameters, the random draws and the operations it had
     before rotary positions were added: the plain equations, op for op, give bitwise the same outputs."""
     torch.manual_seed(7)
-    model = Transformer(D, H, 2, NH)
+    model = Transformer(D, H, num_layers=2, n_heads=NH)
     torch.manual_seed(7)  # the construction order: W_in, then each block (W_qkv, W_o, mlp), then ln_f
     W_in = torch.nn.Linear(D, H)
     blocks = [Block(H, NH) for _ in range(2)]

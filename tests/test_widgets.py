@@ -33,7 +33,7 @@ def test_step_states_match_forward(rnn, vocab, device):
 
 
 def test_typing_updates_states_figure_and_image(rnn, vocab):
-    explorer = HiddenStateExplorer(rnn, char_encoder(vocab), "ab")
+    explorer = HiddenStateExplorer(rnn, char_encoder(vocab), value="ab")
     first_image = explorer.png
     assert explorer.states.shape == (2, 6) and explorer.labels == ["a", "b"]
     assert first_image.startswith(b"\x89PNG")
@@ -56,7 +56,7 @@ def test_typing_updates_states_figure_and_image(rnn, vocab):
     ("a" * 41, "The input has 41 characters; this explorer takes at most 40."),
 ])
 def test_bad_input_shows_a_message_and_keeps_last_heatmap(rnn, vocab, text, message):
-    explorer = HiddenStateExplorer(rnn, char_encoder(vocab), "abc")
+    explorer = HiddenStateExplorer(rnn, char_encoder(vocab), value="abc")
     states, image = explorer.states.copy(), explorer.png
     explorer.text.value = text  # must not raise
     assert message in explorer.error
@@ -73,7 +73,7 @@ def test_number_input_reproduces_the_worked_example(device):
         rnn.cells[0].W_h.copy_(torch.tensor([[0.5, 0.1], [0.2, 0.6]]))
         rnn.cells[0].W_x.copy_(torch.tensor([[0.3], [0.4]]))
         rnn.cells[0].b.zero_()
-    explorer = HiddenStateExplorer(rnn, number_encoder, "1, -1, 2")
+    explorer = HiddenStateExplorer(rnn, number_encoder, value="1, -1, 2")
     h1 = np.tanh([0.3, 0.4])
     np.testing.assert_allclose(explorer.states[0], h1, atol=1e-6)
     assert explorer.labels == ["1", "-1", "2"]
@@ -92,16 +92,16 @@ def test_number_encoder_shapes_and_errors():
 
 
 def test_explorer_displays_as_its_widget_box(rnn, vocab):
-    explorer = HiddenStateExplorer(rnn, char_encoder(vocab), "a")
+    explorer = HiddenStateExplorer(rnn, char_encoder(vocab), value="a")
     bundle = explorer._repr_mimebundle_()
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.widget.model_id
 
 
 def test_explorer_rejects_bad_construction(rnn, vocab):
     with pytest.raises(TypeError, match="encode must be a callable"):
-        HiddenStateExplorer(rnn, "abc", "a")
+        HiddenStateExplorer(rnn, "abc", value="a")
     with pytest.raises(ValueError, match="max_len must be a positive int"):
-        HiddenStateExplorer(rnn, char_encoder(vocab), "a", max_len=0)
+        HiddenStateExplorer(rnn, char_encoder(vocab), value="a", max_len=0)
     with pytest.raises(TypeError, match="must have a step"):
         step_states(torch.nn.Linear(2, 2), torch.zeros(3, 2))
     with pytest.raises(ValueError, match=r"shape \(T, D\)"):
@@ -117,6 +117,6 @@ def test_module_imports_without_ipywidgets_and_explains_what_is_missing(monkeypa
     monkeypatch.setitem(sys.modules, "ipywidgets", None)  # makes `import ipywidgets` fail
     reloaded = importlib.reload(widgets_module)  # the module itself must not need ipywidgets
     with pytest.raises(ImportError, match="needs ipywidgets to build an explorer: pip install ipywidgets"):
-        reloaded.HiddenStateExplorer(rnn, reloaded.char_encoder(vocab), "a")
+        reloaded.HiddenStateExplorer(rnn, reloaded.char_encoder(vocab), value="a")
     monkeypatch.undo()
     importlib.reload(widgets_module)

@@ -32,7 +32,7 @@ class DecayCore(nn.Module):
 def _lm(device, core="rnn"):
     torch.manual_seed(0)
     core = RNN(V, H, num_layers=2) if core == "rnn" else DecayCore(V, H)
-    return LanguageModel(core, V, H).to(device, torch.float64)
+    return LanguageModel(core, V, hidden_size=H).to(device, torch.float64)
 
 
 def test_classifier_on_ids_is_readout_of_last_state(device):
@@ -56,19 +56,19 @@ def test_classifier_on_features(device):
 
 def test_classifier_checks():
     with pytest.raises(ValueError, match=r"core\.input_size is 5, but one-hot input with vocab_size=7 needs input_size=7"):
-        Classifier(RNN(5, H), H, 2, vocab_size=7)
-    model = Classifier(RNN(V, H), H, 2, vocab_size=V)
+        Classifier(RNN(5, H), H, num_classes=2, vocab_size=7)
+    model = Classifier(RNN(V, H), H, num_classes=2, vocab_size=V)
     with pytest.raises(ValueError, match=r"token ids in \[0, 6\] \(vocab_size=7\); got values from 0 to 9"):
         model(torch.tensor([[0, 9]]))
     with pytest.raises(TypeError, match=r"ids must be a long \(torch\.int64\) tensor.*got dtype torch\.float32.*ids\.long\(\)"):
         model(torch.zeros(1, 3))
     with pytest.raises(ValueError, match=r"ids must be a long tensor of shape \(B, T\); got shape \(4,\).*unsqueeze\(0\)"):
         model(torch.zeros(4, dtype=torch.long))
-    wrong_h = Classifier(RNN(V, H), H + 1, 2, vocab_size=V)
+    wrong_h = Classifier(RNN(V, H), H + 1, num_classes=2, vocab_size=V)
     with pytest.raises(ValueError, match=r"states of size 6, but this layer was built with hidden_size=7"):
         wrong_h(torch.zeros(1, 3, dtype=torch.long))
     with pytest.raises(TypeError, match=r"core must be a torch\.nn\.Module with forward.*step"):
-        Classifier(nn.Linear(V, H), H, 2)
+        Classifier(nn.Linear(V, H), H, num_classes=2)
 
 
 @pytest.mark.parametrize("core", ["rnn", "decay"])

@@ -206,7 +206,7 @@ def _root(node: ast.AST) -> str | None:
 
 
 class _Auditor(ast.NodeVisitor):
-    def __init__(self, cell: str, lines: list[str], aliases: dict[str, str], offset: int = 0):
+    def __init__(self, cell: str, lines: list[str], *, aliases: dict[str, str], offset: int = 0):
         self.cell, self.lines, self.aliases, self.offset = cell, lines, aliases, offset
         self.findings: list[Finding] = []
         self.parents: dict[ast.AST, ast.AST] = {}
@@ -347,7 +347,7 @@ def _audit_source(source: str, cell: str, aliases: dict[str, str], offset: int =
     from IPython.core.inputtransformer2 import TransformerManager
 
     lines = TransformerManager().transform_cell(source).splitlines()
-    return _Auditor(cell, lines, aliases, offset).run(tree)
+    return _Auditor(cell, lines, aliases=aliases, offset=offset).run(tree)
 
 
 def audit(cells: list[tuple[str, str, dict[str, str | None]]]) -> list[Finding]:

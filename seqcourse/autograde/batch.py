@@ -430,7 +430,7 @@ def _zero(qp: QuestionPlan, reason: str) -> QuestionGrade:
 
 
 class _Grader:
-    def __init__(self, plan, question_plans, launcher: Launcher, limits, workdir):
+    def __init__(self, plan, question_plans, *, launcher: Launcher, limits, workdir):
         self.plan, self.question_plans, self.launcher, self.limits = plan, question_plans, launcher, limits
         self.workdir = workdir
         self.reference: dict[str, Reference] = {}
@@ -539,7 +539,7 @@ def grade(
     question_plans = plan_questions(plan, variants)
     private = tempfile.TemporaryDirectory(prefix="seqcourse-grade-", ignore_cleanup_errors=True)
     with private as workdir, launcher:
-        grader = _Grader(plan, question_plans, launcher, limits, Path(workdir))
+        grader = _Grader(plan, question_plans, launcher=launcher, limits=limits, workdir=Path(workdir))
         if progress:
             print(f"grading {len(submissions)} submissions against {solution} ...", file=sys.stderr)
         grader.solution(Path(solution))

@@ -178,7 +178,7 @@ class Watch:
     (``"seqcourse"``, ``"torch.nn"``, ``"autograd"``) it used. ``course``: the package's folder;
     ``own``: files of the grader's own code in that folder (not counted)."""
 
-    def __init__(self, forbidden: tuple[str, ...], course: str, own: tuple[str, ...]):
+    def __init__(self, forbidden: tuple[str, ...], course: str, *, own: tuple[str, ...]):
         import torch
 
         self.forbidden = forbidden

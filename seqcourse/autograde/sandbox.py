@@ -404,7 +404,7 @@ def _valid_end(message: dict) -> bool:
 class _Attempt:
     """One worker: start it, follow its units, enforce the per-unit and total limits."""
 
-    def __init__(self, launcher: Launcher, units: list[Unit], skip: set[str], limits: Limits, deadline: float,
+    def __init__(self, launcher: Launcher, units: list[Unit], *, skip: set[str], limits: Limits, deadline: float,
                  workdir: Path, preload: list[str], record: RunRecord):
         self.launcher, self.limits, self.deadline, self.workdir, self.record = launcher, limits, deadline, workdir, record
         self.units, self.preload = units, preload
@@ -571,7 +571,8 @@ def run_units(launcher: Launcher, units: list[Unit], limits: Limits, workdir: Pa
     while True:
         record.attempts += 1
         recorded = {unit.id for unit in units if unit.kind == "record" and unit.id in record.results}
-        stop, bad = _Attempt(launcher, units, skip | recorded, limits, deadline, Path(workdir), list(preload), record).run()
+        stop, bad = _Attempt(launcher, units, skip=skip | recorded, limits=limits, deadline=deadline,
+                             workdir=Path(workdir), preload=list(preload), record=record).run()
         if stop or bad is None or bad in skip:
             break
         skip.add(bad)

@@ -87,7 +87,7 @@ def main(spec_fd: int, result_fd: int, control_fd: int) -> None:
         for name in BASE_PRELOAD + tuple(spec.get("preload", ())):
             with contextlib.suppress(Exception):  # a module this environment lacks: the cell that imports it says so
                 importlib.import_module(name)
-        code = Driver(spec, result_fd, control_fd).run()
+        code = Driver(spec, result_fd, control_fd=control_fd).run()
     except BaseException:
         import traceback
 
@@ -253,7 +253,7 @@ class Monitor:
 class Driver:
     """Runs one job: its cells in order, the recordings after graded cells, reporting each."""
 
-    def __init__(self, spec: dict, result_fd: int, control_fd: int):
+    def __init__(self, spec: dict, result_fd: int, *, control_fd: int):
         import torch
 
         from seqcourse.grading import wire  # imported in the worker, inside the sandbox, once the job has set the process up
@@ -366,7 +366,7 @@ class Driver:
         used: set[str] = set()
         outcomes = []
         for case in cases:
-            watch = Watch(tuple(question["forbids"]), self.course, self.own)
+            watch = Watch(tuple(question["forbids"]), self.course, own=self.own)
             outcomes.append(self._call(function, case, question, watch))
             used |= watch.used
         return outcomes, sorted(used)

@@ -93,15 +93,15 @@ def make_core(name: str, input_size: int, hidden_size: int, num_layers: int = 2,
     expect_int(hidden_size, "hidden_size", minimum=1)
     expect_int(num_layers, "num_layers", minimum=1)
     if name in RECURRENT:
-        return {"RNN": RNN, "LSTM": LSTM, "GRU": GRU}[name](input_size, hidden_size, num_layers, fast=fast)
+        return {"RNN": RNN, "LSTM": LSTM, "GRU": GRU}[name](input_size, hidden_size, num_layers=num_layers, fast=fast)
     if name == "TCN":
-        return TCN(input_size, hidden_size, TCN_LEVELS, kernel_size=2)
+        return TCN(input_size, hidden_size, num_levels=TCN_LEVELS, kernel_size=2)
     if name == "Transformer":
-        core = Transformer(input_size, hidden_size, num_layers, N_HEADS)
+        core = Transformer(input_size, hidden_size, num_layers=num_layers, n_heads=N_HEADS)
         core.fast = attention_fast
         return core
     if name == "LinearTransformer":
-        return LinearTransformer(input_size, hidden_size, num_layers, N_HEADS)
+        return LinearTransformer(input_size, hidden_size, num_layers=num_layers, n_heads=N_HEADS)
     if name == "S4D":
         return S4D(input_size, hidden_size, state_size=16, num_layers=num_layers)
     if name == "Mamba":
@@ -346,8 +346,8 @@ def long_range_scores(names: Sequence[str], task: str, lengths: Sequence[int], *
         for name in names:
             torch.manual_seed(seed)
             core = make_core(name, input_size, widths[name], num_layers, fast=True, mamba_scan="auto")
-            model = (LanguageModel(core, input_size, widths[name]) if token_task
-                     else Classifier(core, widths[name], 1)).to(device)
+            model = (LanguageModel(core, input_size, hidden_size=widths[name]) if token_task
+                     else Classifier(core, widths[name], num_classes=1)).to(device)
             g = torch.Generator().manual_seed(seed + T)
 
             if token_task:  # the loss counts the recall steps only (the last RECALLED)

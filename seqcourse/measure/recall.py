@@ -117,7 +117,7 @@ def recall_scores(names: Sequence[str], pair_counts: Sequence[int], *, target_pa
         for name in names:
             torch.manual_seed(seed)
             core = make_core(name, input_size, widths[name], num_layers, fast=True, mamba_scan="auto")
-            model = Tagger(core, None, N_VALUES).to(device)
+            model = Tagger(core, None, num_tags=N_VALUES).to(device)
             g = torch.Generator().manual_seed(1000 * seed + n_pairs)
             train(model, lambda step: associative_recall(batch, n_pairs, N_KEYS, N_VALUES, generator=g), loss_fn,
                   steps=steps, lr=lr, clip_norm=1.0, device=device, progress=False)

@@ -212,12 +212,15 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(B, T, nh * hs)
 
 
-def head_sizes(d_model: int, n_heads: int) -> tuple[int, int, int]:
-    """Check a multi-head layer's sizes; return (d_model, n_heads, head size d_model / n_heads)."""
-    expect_int(d_model, "d_model", minimum=1)
+def head_sizes(d_model: int, n_heads: int, *, width_name: str = "d_model") -> tuple[int, int, int]:
+    """Check a multi-head layer's sizes; return (d_model, n_heads, head size d_model / n_heads).
+
+    ``width_name`` is what the caller calls the width (a Transformer's ``hidden_size``), so that the
+    error names the argument the user passed."""
+    expect_int(d_model, width_name, minimum=1)
     expect_int(n_heads, "n_heads", minimum=1)
     if d_model % n_heads:
-        raise ValueError(f"d_model must be divisible by n_heads; got d_model={d_model}, n_heads={n_heads}")
+        raise ValueError(f"{width_name} must be divisible by n_heads; got {width_name}={d_model}, n_heads={n_heads}")
     return d_model, n_heads, d_model // n_heads
 
 
@@ -235,7 +238,7 @@ class MultiHeadAttention(nn.Module):
     projected.
     """
 
-    def __init__(self, d_model: int, n_heads: int, bias: bool = True, rotary: bool = False,
+    def __init__(self, d_model: int, n_heads: int, *, bias: bool = True, rotary: bool = False,
                  rotary_base: float = 10000.0):
         super().__init__()
         self.d_model, self.n_heads, self.head_size = head_sizes(d_model, n_heads)

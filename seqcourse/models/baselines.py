@@ -74,7 +74,7 @@ class WindowMLP(nn.Module):
     Shapes: ``forward(ids (B, T) long) -> logits (B, C)``.
     """
 
-    def __init__(self, vocab_size: int, window: int, hidden_size: int, num_classes: int):
+    def __init__(self, vocab_size: int, window: int, *, hidden_size: int, num_classes: int):
         super().__init__()
         self.vocab_size = expect_int(vocab_size, "vocab_size", minimum=1)
         self.window = expect_int(window, "window", minimum=1)

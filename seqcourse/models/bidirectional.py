@@ -128,7 +128,7 @@ class Tagger(nn.Module):
     feature vectors instead: ``forward(x)``, x (B, T, D) float with D the core's ``input_size``.
     """
 
-    def __init__(self, core: nn.Module, vocab_size: int | None, num_tags: int):
+    def __init__(self, core: nn.Module, vocab_size: int | None, *, num_tags: int):
         super().__init__()
         self.core = core
         self.vocab_size = None if vocab_size is None else expect_int(vocab_size, "vocab_size", minimum=1)

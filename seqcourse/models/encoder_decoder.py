@@ -46,7 +46,7 @@ from ..validation import (expect_choice, expect_ids, expect_int, expect_model_te
 from .attention import MultiHeadAttention, copy_mha_from_torch
 from .norm import LayerNorm
 from .seq2seq import source_mask
-from .transformer import NORMS, Block, ResidualBlock, sinusoidal_positions
+from .transformer import Block, ResidualBlock, expect_stack, sinusoidal_positions
 
 POSITIONS = ("sinusoidal", "learned")
 """Positions the encoder–decoder adds to its embeddings (rotary ones would rotate inside attention)."""
@@ -62,8 +62,8 @@ class DecoderBlock(ResidualBlock):
     ``MultiHeadAttention`` whose W_q reads the target and whose W_k, W_v read the memory): C.
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, norm: str = "pre"):
-        super().__init__(d_model, MultiHeadAttention(d_model, n_heads), d_ff, norm)
+    def __init__(self, d_model: int, n_heads: int, *, d_ff: int | None = None, norm: str = "pre"):
+        super().__init__(d_model, MultiHeadAttention(d_model, n_heads), d_ff=d_ff, norm=norm)
         self.ln_cross = LayerNorm(d_model)
         self.cross_attn = MultiHeadAttention(d_model, n_heads)
 
@@ -95,7 +95,7 @@ class DecoderBlock(ResidualBlock):
 class TransformerSeq2Seq(nn.Module):
     """Encoder–decoder Transformer (module docstring) with the API of ``seq2seq.Seq2Seq``.
 
-    ``TransformerSeq2Seq(src_vocab, tgt_vocab, d_model, num_layers, n_heads, d_ff=None, norm="pre",
+    ``TransformerSeq2Seq(src_vocab, tgt_vocab, *, d_model, num_layers, n_heads, d_ff=None, norm="pre",
     positions="sinusoidal", max_len=512)``: ``num_layers`` blocks in the encoder and as many in the
     decoder. Parameters: ``src_embed`` (src_vocab, D), ``tgt_embed`` (tgt_vocab, D), ``P``
     (max_len, D) when ``positions="learned"``, ``encoder`` (L ``Block``), ``decoder`` (L
@@ -113,23 +113,21 @@ class TransformerSeq2Seq(nn.Module):
     * ``encode(src)`` -> (memory (B, S, D), source mask (B, 1, S)).
     """
 
-    def __init__(self, src_vocab: int, tgt_vocab: int, d_model: int, num_layers: int, n_heads: int,
+    def __init__(self, src_vocab: int, tgt_vocab: int, *, d_model: int, num_layers: int, n_heads: int,
                  d_ff: int | None = None, norm: str = "pre", positions: str = "sinusoidal", max_len: int = 512):
         super().__init__()
         self.src_vocab = expect_int(src_vocab, "src_vocab", minimum=EOS + 1)
         self.tgt_vocab = expect_int(tgt_vocab, "tgt_vocab", minimum=EOS + 1)
-        self.d_model = expect_int(d_model, "d_model", minimum=1)
-        self.num_layers = expect_int(num_layers, "num_layers", minimum=1)
-        self.n_heads = expect_int(n_heads, "n_heads", minimum=1)
+        self.d_model, self.n_heads, self.num_layers, self.norm = expect_stack(d_model, n_heads, num_layers, norm,
+                                                                              width_name="d_model")
         self.max_len = expect_int(max_len, "max_len", minimum=1)
-        self.norm = expect_choice(norm, "norm", NORMS)
         self.positions = expect_choice(positions, "positions", POSITIONS)
         self.fast = True  # the fused attention kernel, unless weights are asked for
         self.src_embed = nn.Embedding(src_vocab, d_model)
         self.tgt_embed = nn.Embedding(tgt_vocab, d_model)
         self.P = nn.Parameter(0.02 * torch.randn(max_len, d_model)) if positions == "learned" else None
-        self.encoder = nn.ModuleList(Block(d_model, n_heads, d_ff, norm) for _ in range(num_layers))
-        self.decoder = nn.ModuleList(DecoderBlock(d_model, n_heads, d_ff, norm) for _ in range(num_layers))
+        self.encoder = nn.ModuleList(Block(d_model, n_heads, d_ff=d_ff, norm=norm) for _ in range(num_layers))
+        self.decoder = nn.ModuleList(DecoderBlock(d_model, n_heads, d_ff=d_ff, norm=norm) for _ in range(num_layers))
         self.ln_enc = LayerNorm(d_model) if norm == "pre" else None
         self.ln_dec = LayerNorm(d_model) if norm == "pre" else None
         out = nn.Linear(d_model, tgt_vocab)  # torch.nn.Linear's initialisation

@@ -102,7 +102,7 @@ class LSTMCell(nn.Module):
     σ(1) ≈ 0.73 and the cell remembers by default. ``forget_bias`` has no effect when ``bias=False``.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, forget_bias: float = 1.0):
+    def __init__(self, input_size: int, hidden_size: int, *, bias: bool = True, forget_bias: float = 1.0):
         super().__init__()
         self.input_size = expect_int(input_size, "input_size", minimum=1)
         self.hidden_size = expect_int(hidden_size, "hidden_size", minimum=1)
@@ -146,11 +146,11 @@ class LSTM(FastPath, StackedLayers):
     torch's fused kernel (module docstring).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+    def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 1, bias: bool = True,
                  forget_bias: float = 1.0, fast: bool = False):
-        forget_bias = expect_float(forget_bias, "forget_bias")
-        super().__init__(LSTMCell, input_size, hidden_size, num_layers, bias, forget_bias)
-        self.forget_bias = forget_bias
+        super().__init__(LSTMCell, input_size, hidden_size=hidden_size, num_layers=num_layers, bias=bias,
+                         forget_bias=forget_bias)
+        self.forget_bias = self.cells[0].forget_bias  # checked by the cell, under the same name
         self.fast = fast
 
     def _check_states(self, state, names: tuple[str, str], batch: int):
@@ -228,7 +228,7 @@ class GRUCell(nn.Module):
     when ``bias=False``), gates stacked in the order r, z, h̃, start uniform in [-1/sqrt(H), 1/sqrt(H)].
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
+    def __init__(self, input_size: int, hidden_size: int, *, bias: bool = True):
         super().__init__()
         self.input_size = expect_int(input_size, "input_size", minimum=1)
         self.hidden_size = expect_int(hidden_size, "hidden_size", minimum=1)
@@ -266,9 +266,9 @@ class GRU(FastPath, StackedLayers):
     torch's fused kernel (module docstring).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+    def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 1, bias: bool = True,
                  fast: bool = False):
-        super().__init__(GRUCell, input_size, hidden_size, num_layers, bias)
+        super().__init__(GRUCell, input_size, hidden_size=hidden_size, num_layers=num_layers, bias=bias)
         self.fast = fast
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

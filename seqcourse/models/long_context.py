@@ -43,7 +43,7 @@ from ..validation import (expect_choice, expect_float, expect_int, expect_model_
                           module_dtype_device)
 from .attention import check_qkv, causal_mask, head_sizes, merge_heads, split_heads
 from .norm import LayerNorm
-from .transformer import NORMS, ResidualBlock, Transformer, sinusoidal_positions
+from .transformer import ResidualBlock, Transformer, expect_stack, sinusoidal_positions
 
 __all__ = [
     "FORMS",
@@ -103,9 +103,10 @@ class TransformerXL(Transformer):
     so the repr leaves it out. ``attention_weights`` is not available (it would ignore the memory).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int, n_heads: int, mem_len: int,
+    def __init__(self, input_size: int, hidden_size: int, *, num_layers: int, n_heads: int, mem_len: int,
                  norm: str = "pre", d_ff: int | None = None):
-        super().__init__(input_size, hidden_size, num_layers, n_heads, norm=norm, positions="sinusoidal", d_ff=d_ff)
+        super().__init__(input_size, hidden_size, num_layers=num_layers, n_heads=n_heads, norm=norm,
+                         positions="sinusoidal", d_ff=d_ff)
         self.mem_len = expect_int(mem_len, "mem_len", minimum=1)
 
     def _check_memory(self, state, batch: int):
@@ -173,7 +174,7 @@ class LinearAttention(nn.Module):
     ``eps`` keeps the division safe: out = phi(q)^T S / (phi(q)^T z + eps), in both forms.
     """
 
-    def __init__(self, d_model: int, n_heads: int, eps: float = 1e-6):
+    def __init__(self, d_model: int, n_heads: int, *, eps: float = 1e-6):
         super().__init__()
         self.d_model, self.n_heads, self.head_size = head_sizes(d_model, n_heads)
         self.eps = expect_float(eps, "eps", positive=True)
@@ -249,8 +250,8 @@ class LinearBlock(ResidualBlock):
     """A Transformer block with ``LinearAttention`` as its attention sublayer (pre- or post-norm,
     as ``transformer.Block``): x (B, T, H), state -> (y (B, T, H), state)."""
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, norm: str = "pre"):
-        super().__init__(d_model, LinearAttention(d_model, n_heads), d_ff, norm)
+    def __init__(self, d_model: int, n_heads: int, *, d_ff: int | None = None, norm: str = "pre"):
+        super().__init__(d_model, LinearAttention(d_model, n_heads), d_ff=d_ff, norm=norm)
 
     def forward(self, x: torch.Tensor, state=None, form: str = "parallel", chunk_size: int = 64):
         """x (B, T, H), state (S, z) or None -> (y (B, T, H), (S, z)); ``form`` as in ``LinearAttention``."""
@@ -266,18 +267,15 @@ class LinearTransformer(nn.Module):
     "recurrent") and ``chunk_size`` choose how ``forward`` computes (the same function).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int, n_heads: int, norm: str = "pre",
+    def __init__(self, input_size: int, hidden_size: int, *, num_layers: int, n_heads: int, norm: str = "pre",
                  d_ff: int | None = None, chunk_size: int = 64):
         super().__init__()
         self.input_size = expect_int(input_size, "input_size", minimum=1)
-        self.hidden_size = expect_int(hidden_size, "hidden_size", minimum=1)
-        self.num_layers = expect_int(num_layers, "num_layers", minimum=1)
-        self.n_heads = expect_int(n_heads, "n_heads", minimum=1)
-        self.norm = expect_choice(norm, "norm", NORMS)
+        self.hidden_size, self.n_heads, self.num_layers, self.norm = expect_stack(hidden_size, n_heads, num_layers, norm)
         self.chunk_size = expect_int(chunk_size, "chunk_size", minimum=1)
         self.form = "parallel"
         self.W_in = nn.Linear(input_size, hidden_size)
-        self.blocks = nn.ModuleList(LinearBlock(hidden_size, n_heads, d_ff, norm) for _ in range(num_layers))
+        self.blocks = nn.ModuleList(LinearBlock(hidden_size, n_heads, d_ff=d_ff, norm=norm) for _ in range(num_layers))
         self.ln_f = LayerNorm(hidden_size) if norm == "pre" else None
 
     def _check_state(self, state):

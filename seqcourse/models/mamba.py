@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 from ..ops.scan import SCANS, selective_scan
-from ..validation import WEIGHTS_DTYPE, expect_float, expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
+from ..validation import (WEIGHTS_DTYPE, expect_int, expect_nonempty_time, expect_step_range, expect_tensor,
+                          module_dtype_device)
 
 __all__ = ["Mamba", "MambaBlock"]
 
@@ -53,7 +54,7 @@ class MambaBlock(nn.Module):
     ``D`` (E,), ``W_out`` (H, E). Δ starts log-uniform in [dt_min, dt_max], as in the paper.
     """
 
-    def __init__(self, d_model: int, state_size: int = 16, expand: int = 2, conv_size: int = 4,
+    def __init__(self, d_model: int, state_size: int = 16, *, expand: int = 2, conv_size: int = 4,
                  dt_rank: int | None = None, dt_min: float = 1e-3, dt_max: float = 1e-1,
                  scan: str = "auto"):
         super().__init__()
@@ -62,10 +63,7 @@ class MambaBlock(nn.Module):
         self.expand = expect_int(expand, "expand", minimum=1)
         self.conv_size = expect_int(conv_size, "conv_size", minimum=1)
         self.dt_rank = math.ceil(d_model / 16) if dt_rank is None else expect_int(dt_rank, "dt_rank", minimum=1)
-        dt_min = expect_float(dt_min, "dt_min", positive=True)
-        dt_max = expect_float(dt_max, "dt_max", positive=True)
-        if dt_min > dt_max:
-            raise ValueError(f"dt_min must be <= dt_max; got dt_min={dt_min}, dt_max={dt_max}")
+        dt_min, dt_max = expect_step_range(dt_min, dt_max)
         self.scan = _check_scan(scan)
         E, N, R = expand * d_model, state_size, self.dt_rank
         self.inner_size = E
@@ -168,7 +166,7 @@ class Mamba(nn.Module):
     pair (conv_state (L, B, E, K-1), ssm_state (L, B, E, N)), the blocks' states stacked.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, state_size: int = 16, num_layers: int = 1,
+    def __init__(self, input_size: int, hidden_size: int, *, state_size: int = 16, num_layers: int = 1,
                  expand: int = 2, conv_size: int = 4, dt_rank: int | None = None, dt_min: float = 1e-3,
                  dt_max: float = 1e-1, scan: str = "auto"):
         super().__init__()
@@ -178,7 +176,8 @@ class Mamba(nn.Module):
         self.W_in = nn.Linear(input_size, hidden_size)
         self.norms = nn.ModuleList(nn.RMSNorm(hidden_size) for _ in range(num_layers))
         self.blocks = nn.ModuleList(
-            MambaBlock(hidden_size, state_size, expand, conv_size, dt_rank, dt_min, dt_max, scan)
+            MambaBlock(hidden_size, state_size, expand=expand, conv_size=conv_size, dt_rank=dt_rank, dt_min=dt_min,
+                       dt_max=dt_max, scan=scan)
             for _ in range(num_layers)
         )
         self.norm_out = nn.RMSNorm(hidden_size)

@@ -54,7 +54,7 @@ class LayerNorm(nn.Module):
     Shapes: x (..., d) -> (..., d).
     """
 
-    def __init__(self, normalized_shape: int, eps: float = 1e-5, elementwise_affine: bool = True):
+    def __init__(self, normalized_shape: int, eps: float = 1e-5, *, elementwise_affine: bool = True):
         super().__init__()
         self.normalized_shape = expect_int(normalized_shape, "normalized_shape", minimum=1)
         self.eps = expect_float(eps, "eps", positive=True)

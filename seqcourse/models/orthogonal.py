@@ -59,7 +59,7 @@ class OrthogonalRNN(nn.Module):
 
     num_layers = 1
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
+    def __init__(self, input_size: int, hidden_size: int, *, bias: bool = True, nonlinearity: str = "tanh",
                  generator: torch.Generator | None = None):
         super().__init__()
         self.input_size = expect_int(input_size, "input_size", minimum=1)

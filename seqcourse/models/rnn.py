@@ -86,7 +86,7 @@ class RNNCell(nn.Module):
     uniform in [-1/sqrt(H), 1/sqrt(H)], as in ``torch.nn.RNN``.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
+    def __init__(self, input_size: int, hidden_size: int, *, bias: bool = True):
         super().__init__()
         self.input_size = expect_int(input_size, "input_size", minimum=1)
         self.hidden_size = expect_int(hidden_size, "hidden_size", minimum=1)
@@ -117,19 +117,19 @@ class RNNCell(nn.Module):
 class StackedLayers(nn.Module):
     """The frame every stacked recurrent model shares (RNN, LSTM, GRU): ``num_layers`` cells in
     ``.cells``, where layer 0 reads the inputs x_t (D features) and layer l > 0 reads layer l-1's
-    states (H features). ``cell_options`` go to every cell after ``bias``."""
+    states (H features). The keyword ``cell_options`` go to every cell, with ``bias``."""
 
-    def __init__(self, cell_class: type[nn.Module], input_size: int, hidden_size: int, num_layers: int = 1,
-                 bias: bool = True, *cell_options):
+    def __init__(self, cell_class: type[nn.Module], input_size: int, *, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, **cell_options):
         super().__init__()
-        self.input_size = expect_int(input_size, "input_size", minimum=1)
-        self.hidden_size = expect_int(hidden_size, "hidden_size", minimum=1)
         self.num_layers = expect_int(num_layers, "num_layers", minimum=1)
         self.bias = bool(bias)
         self.cells = nn.ModuleList(
-            cell_class(input_size if layer == 0 else hidden_size, hidden_size, bias, *cell_options)
+            cell_class(input_size if layer == 0 else hidden_size, hidden_size, bias=bias, **cell_options)
             for layer in range(num_layers)
         )
+        # input_size and hidden_size reach the first cell under their own names, and it checks them.
+        self.input_size, self.hidden_size = self.cells[0].input_size, self.cells[0].hidden_size
 
     def _check_input(self, x: torch.Tensor, name: str, dims: tuple[str, ...]) -> None:
         expect_model_tensor(self, x, name, dims=dims, size={"D": self.input_size})
@@ -175,9 +175,9 @@ class RNN(FastPath, StackedLayers):
     same function with torch's fused kernel (module docstring).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+    def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 1, bias: bool = True,
                  fast: bool = False):
-        super().__init__(RNNCell, input_size, hidden_size, num_layers, bias)
+        super().__init__(RNNCell, input_size, hidden_size=hidden_size, num_layers=num_layers, bias=bias)
         self.fast = fast
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -39,7 +39,8 @@ import torch
 from torch import nn
 
 from ..ops.discretize import discretize_diagonal
-from ..validation import WEIGHTS_DTYPE, expect_float, expect_int, expect_nonempty_time, expect_tensor, module_dtype_device
+from ..validation import (WEIGHTS_DTYPE, expect_int, expect_nonempty_time, expect_step_range, expect_tensor,
+                          module_dtype_device)
 
 __all__ = ["S4D", "S4DLayer", "s4d_imaginary_parts"]
 
@@ -76,17 +77,14 @@ class S4DLayer(nn.Module):
     ``A``, ``B``, ``C`` give Δ, A, B and C as (complex) tensors.
     """
 
-    def __init__(self, channels: int, state_size: int = 64, init: str = "inv",
+    def __init__(self, channels: int, state_size: int = 64, *, init: str = "inv",
                  dt_min: float = 1e-3, dt_max: float = 1e-1):
         super().__init__()
         self.channels = expect_int(channels, "channels", minimum=1)
         _check_state_size(state_size)
         self.state_size = state_size
         self.init = init
-        dt_min = expect_float(dt_min, "dt_min", positive=True)
-        dt_max = expect_float(dt_max, "dt_max", positive=True)
-        if dt_min > dt_max:
-            raise ValueError(f"dt_min must be <= dt_max; got dt_min={dt_min}, dt_max={dt_max}")
+        dt_min, dt_max = expect_step_range(dt_min, dt_max)
         H, modes = channels, state_size // 2
         self.log_delta = nn.Parameter(torch.rand(H) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
         self.log_neg_A_real = nn.Parameter(torch.full((H, modes), math.log(0.5)))
@@ -208,7 +206,7 @@ class S4D(nn.Module):
     ``step`` only has to carry the layers' states: ``state`` is (L, B, H, N/2) complex.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, state_size: int = 64, num_layers: int = 1,
+    def __init__(self, input_size: int, hidden_size: int, *, state_size: int = 64, num_layers: int = 1,
                  init: str = "inv", dt_min: float = 1e-3, dt_max: float = 1e-1):
         super().__init__()
         self.input_size = expect_int(input_size, "input_size", minimum=1)
@@ -217,7 +215,8 @@ class S4D(nn.Module):
         H = hidden_size
         self.W_in = nn.Linear(input_size, H)
         self.norms = nn.ModuleList(nn.LayerNorm(H) for _ in range(num_layers))
-        self.ssms = nn.ModuleList(S4DLayer(H, state_size, init, dt_min, dt_max) for _ in range(num_layers))
+        self.ssms = nn.ModuleList(S4DLayer(H, state_size, init=init, dt_min=dt_min, dt_max=dt_max)
+                                  for _ in range(num_layers))
         self.W_out = nn.ModuleList(nn.Linear(H, 2 * H) for _ in range(num_layers))
         self.norm_out = nn.LayerNorm(H)
         self.state_size = state_size

@@ -26,7 +26,7 @@ and, for t = 1 ... T, depending on ``attention``::
 
 API
 ---
-``Seq2Seq(src_vocab, tgt_vocab, embed_size, hidden_size, cell="gru", attention=None, num_layers=1)``
+``Seq2Seq(src_vocab, tgt_vocab, *, embed_size, hidden_size, cell="gru", attention=None, num_layers=1)``
 
 * ``forward(src (B, S), tgt_in (B, T), return_attention=False)`` -> logits (B, T, V), and with
   ``return_attention=True`` the pair (logits, α (B, T, S)). Teacher forcing: ``tgt_in`` is the target
@@ -97,14 +97,12 @@ class Seq2Seq(nn.Module):
     ``W_o`` (tgt_vocab, 2H), ``b_o`` (tgt_vocab,), and for ``"additive"`` ``W_q``, ``W_k`` (H, H), ``v`` (H,).
     """
 
-    def __init__(self, src_vocab: int, tgt_vocab: int, embed_size: int, hidden_size: int,
+    def __init__(self, src_vocab: int, tgt_vocab: int, *, embed_size: int, hidden_size: int,
                  cell: str = "gru", attention: str | None = None, num_layers: int = 1):
         super().__init__()
         self.src_vocab = expect_int(src_vocab, "src_vocab", minimum=EOS + 1)
         self.tgt_vocab = expect_int(tgt_vocab, "tgt_vocab", minimum=EOS + 1)
         self.embed_size = expect_int(embed_size, "embed_size", minimum=1)
-        self.hidden_size = H = expect_int(hidden_size, "hidden_size", minimum=1)
-        self.num_layers = expect_int(num_layers, "num_layers", minimum=1)
         if cell not in _CELLS:
             raise ValueError(f"cell must be one of {', '.join(map(repr, _CELLS))}; got {cell!r}")
         if attention not in _ATTENTION:
@@ -113,8 +111,11 @@ class Seq2Seq(nn.Module):
         layer = _CELLS[cell]
         self.src_embed = nn.Embedding(src_vocab, embed_size)
         self.tgt_embed = nn.Embedding(tgt_vocab, embed_size)
-        self.encoder = layer(embed_size, H, num_layers)
-        self.decoder = layer(embed_size + (0 if attention == "dot" else H), H, num_layers)
+        self.encoder = layer(embed_size, hidden_size, num_layers=num_layers)
+        # hidden_size and num_layers reach the encoder under their own names, and it checks them.
+        self.hidden_size, self.num_layers = self.encoder.hidden_size, self.encoder.num_layers
+        H = self.hidden_size
+        self.decoder = layer(embed_size + (0 if attention == "dot" else H), H, num_layers=num_layers)
         if attention == "additive":
             self.W_q = nn.Linear(H, H, bias=False)
             self.W_k = nn.Linear(H, H, bias=False)

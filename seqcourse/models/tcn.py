@@ -89,7 +89,7 @@ class CausalConv1d(nn.Module):
     ``step(x_t, buffer)`` return ``(outputs, buffer)``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1, bias: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, *, kernel_size: int, dilation: int = 1, bias: bool = True):
         super().__init__()
         self.in_channels = expect_int(in_channels, "in_channels", minimum=1)
         self.out_channels = expect_int(out_channels, "out_channels", minimum=1)
@@ -169,15 +169,17 @@ class TCNBlock(nn.Module):
     field is 1 + c (k-1) d. State: a tuple of c buffers, one per convolution.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int, convs_per_block: int = 2):
+    def __init__(self, in_channels: int, out_channels: int, *, kernel_size: int, dilation: int,
+                 convs_per_block: int = 2):
         super().__init__()
-        self.in_channels = expect_int(in_channels, "in_channels", minimum=1)
-        self.out_channels = expect_int(out_channels, "out_channels", minimum=1)
         expect_int(convs_per_block, "convs_per_block", minimum=1)
         self.convs = nn.ModuleList(
-            CausalConv1d(in_channels if i == 0 else out_channels, out_channels, kernel_size, dilation)
+            CausalConv1d(in_channels if i == 0 else out_channels, out_channels, kernel_size=kernel_size,
+                         dilation=dilation)
             for i in range(convs_per_block)
         )
+        # in_channels and out_channels reach the first convolution under their own names; it checks them.
+        self.in_channels, self.out_channels = self.convs[0].in_channels, self.convs[0].out_channels
         if in_channels != out_channels:
             bound = 1.0 / math.sqrt(in_channels)
             self.W_s = nn.Parameter(torch.empty(out_channels, in_channels).uniform_(-bound, bound))
@@ -233,19 +235,20 @@ class TCN(nn.Module):
     with one entry per block, each a tuple of c buffers (B, (k-1) 2^l, C_in of that convolution).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_levels: int, kernel_size: int = 2,
+    def __init__(self, input_size: int, hidden_size: int, *, num_levels: int, kernel_size: int = 2,
                  convs_per_block: int = 2):
         super().__init__()
         self.input_size = expect_int(input_size, "input_size", minimum=1)
         self.hidden_size = expect_int(hidden_size, "hidden_size", minimum=1)
         self.num_levels = expect_int(num_levels, "num_levels", minimum=1)
-        self.kernel_size = expect_int(kernel_size, "kernel_size", minimum=1)
-        self.convs_per_block = expect_int(convs_per_block, "convs_per_block", minimum=1)
         self.dilations = tuple(2**level for level in range(num_levels))
         self.blocks = nn.ModuleList(
-            TCNBlock(input_size if level == 0 else hidden_size, hidden_size, kernel_size, d, convs_per_block)
+            TCNBlock(input_size if level == 0 else hidden_size, hidden_size, kernel_size=kernel_size, dilation=d,
+                     convs_per_block=convs_per_block)
             for level, d in enumerate(self.dilations)
         )
+        # kernel_size and convs_per_block reach the blocks under their own names, which check them.
+        self.kernel_size, self.convs_per_block = self.blocks[0].convs[0].kernel_size, len(self.blocks[0].convs)
 
     @property
     def receptive_field(self) -> int:

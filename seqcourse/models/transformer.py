@@ -36,10 +36,10 @@ from torch import nn
 
 from ..validation import (expect_choice, expect_int, expect_model_tensor, expect_nonempty_time, module_dtype_device,
                           same_device)
-from .attention import MultiHeadAttention
+from .attention import MultiHeadAttention, head_sizes
 from .norm import LayerNorm
 
-__all__ = ["NORMS", "POSITIONS", "Block", "ResidualBlock", "Transformer", "sinusoidal_positions"]
+__all__ = ["NORMS", "POSITIONS", "Block", "ResidualBlock", "Transformer", "expect_stack", "sinusoidal_positions"]
 
 NORMS = ("pre", "post")
 POSITIONS = ("sinusoidal", "learned", "rotary")
@@ -60,6 +60,23 @@ def sinusoidal_positions(T: int, d: int, start: int = 0, device=None, dtype=torc
     return P.to(dtype)
 
 
+def expect_stack(width: int, n_heads: int, num_layers: int, norm: str, *, width_name: str = "hidden_size",
+                 rotary: bool = False) -> tuple[int, int, int, str]:
+    """Check the configuration of a stack of attention blocks where the user passed it, and return it:
+    (width, n_heads, num_layers, norm), each size >= 1, n_heads dividing the width (into an even head
+    size when the blocks are ``rotary``: they rotate pairs of features), norm one of NORMS.
+
+    The models built of blocks (``Transformer``, ``encoder_decoder.TransformerSeq2Seq``,
+    ``long_context.LinearTransformer``) call it, so that a bad size is reported under the argument
+    the user gave (``width_name``: ``hidden_size`` or ``d_model``), before a block would report it
+    under its own name. The blocks still check their own arguments: they are built directly too."""
+    width, n_heads, head_size = head_sizes(width, n_heads, width_name=width_name)
+    if rotary and head_size % 2:
+        raise ValueError(f"rotary positions rotate pairs of features, so the head size {width_name} / n_heads must be "
+                         f"even; got {width_name}={width}, n_heads={n_heads} (head size {head_size})")
+    return width, n_heads, expect_int(num_layers, "num_layers", minimum=1), expect_choice(norm, "norm", NORMS)
+
+
 class ResidualBlock(nn.Module):
     """The wiring every block shares, whatever its attention sublayer: ``ln_1``, ``attn``, ``ln_2``
     and ``mlp`` (Linear(H, d_ff), GELU, Linear(d_ff, H); ``d_ff`` defaults to 4H), combined by
@@ -67,7 +84,7 @@ class ResidualBlock(nn.Module):
     attention in it; ``long_context.LinearBlock`` puts linear attention.
     """
 
-    def __init__(self, d_model: int, attn: nn.Module, d_ff: int | None = None, norm: str = "pre"):
+    def __init__(self, d_model: int, attn: nn.Module, *, d_ff: int | None = None, norm: str = "pre"):
         super().__init__()
         self.d_model = expect_int(d_model, "d_model", minimum=1)
         self.d_ff = 4 * d_model if d_ff is None else expect_int(d_ff, "d_ff", minimum=1)
@@ -107,8 +124,8 @@ class Block(ResidualBlock):
     ``rotary=True`` makes A rotate its queries and keys by their positions (rotary embeddings).
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, norm: str = "pre", rotary: bool = False):
-        super().__init__(d_model, MultiHeadAttention(d_model, n_heads, rotary=rotary), d_ff, norm)
+    def __init__(self, d_model: int, n_heads: int, *, d_ff: int | None = None, norm: str = "pre", rotary: bool = False):
+        super().__init__(d_model, MultiHeadAttention(d_model, n_heads, rotary=rotary), d_ff=d_ff, norm=norm)
 
     def _check(self, x) -> None:
         expect_model_tensor(self, x, "x", dims=("B", "T", "H"), size={"H": self.d_model})
@@ -177,21 +194,20 @@ class Transformer(nn.Module):
     ``fast`` (attribute, default True) runs attention through the fused kernel.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int, n_heads: int, max_len: int = 1024,
+    def __init__(self, input_size: int, hidden_size: int, *, num_layers: int, n_heads: int, max_len: int = 1024,
                  norm: str = "pre", positions: str = "sinusoidal", d_ff: int | None = None):
         super().__init__()
         self.input_size = expect_int(input_size, "input_size", minimum=1)
-        self.hidden_size = expect_int(hidden_size, "hidden_size", minimum=1)
-        self.num_layers = expect_int(num_layers, "num_layers", minimum=1)
-        self.n_heads = expect_int(n_heads, "n_heads", minimum=1)
-        self.max_len = expect_int(max_len, "max_len", minimum=1)
-        self.norm = expect_choice(norm, "norm", NORMS)
         self.positions = expect_choice(positions, "positions", POSITIONS)
+        self.hidden_size, self.n_heads, self.num_layers, self.norm = expect_stack(
+            hidden_size, n_heads, num_layers, norm, rotary=self.positions == "rotary")
+        self.max_len = expect_int(max_len, "max_len", minimum=1)
         self.fast = True
         self.W_in = nn.Linear(input_size, hidden_size)
         self.P = nn.Parameter(0.02 * torch.randn(max_len, hidden_size)) if positions == "learned" else None
         rotary = positions == "rotary"
-        self.blocks = nn.ModuleList(Block(hidden_size, n_heads, d_ff, norm, rotary) for _ in range(num_layers))
+        self.blocks = nn.ModuleList(Block(hidden_size, n_heads, d_ff=d_ff, norm=norm, rotary=rotary)
+                                    for _ in range(num_layers))
         self.ln_f = LayerNorm(hidden_size) if norm == "pre" else None
 
     def embed(self, x: torch.Tensor, start: int) -> torch.Tensor:

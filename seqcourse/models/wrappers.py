@@ -43,7 +43,7 @@ def _check_core_input(core, expected: int, what: str) -> None:
 class _Readout(nn.Module):
     """Shared part: the core, the output layer y = W_o h + b_o, and one-hot encoding of ids."""
 
-    def __init__(self, core: nn.Module, hidden_size: int, out_size: int, vocab_size: int | None):
+    def __init__(self, core: nn.Module, hidden_size: int, *, out_size: int, vocab_size: int | None):
         super().__init__()
         _check_core(core)
         self.core = core
@@ -74,9 +74,9 @@ class Classifier(_Readout):
     Output: logits (B, num_classes).
     """
 
-    def __init__(self, core: nn.Module, hidden_size: int, num_classes: int, vocab_size: int | None = None):
+    def __init__(self, core: nn.Module, hidden_size: int, *, num_classes: int, vocab_size: int | None = None):
         expect_int(num_classes, "num_classes", minimum=1)
-        super().__init__(core, hidden_size, num_classes, vocab_size)
+        super().__init__(core, hidden_size, out_size=num_classes, vocab_size=vocab_size)
         self.num_classes = num_classes
         if vocab_size is not None:
             _check_core_input(core, vocab_size, f"one-hot input with vocab_size={vocab_size}")
@@ -97,9 +97,8 @@ class LanguageModel(_Readout):
     time with the core's carried state, so generation memory does not grow with its length.
     """
 
-    def __init__(self, core: nn.Module, vocab_size: int, hidden_size: int):
-        expect_int(vocab_size, "vocab_size", minimum=1)
-        super().__init__(core, hidden_size, vocab_size, vocab_size)
+    def __init__(self, core: nn.Module, vocab_size: int, *, hidden_size: int):
+        super().__init__(core, hidden_size, out_size=vocab_size, vocab_size=vocab_size)  # checks vocab_size
         _check_core_input(core, vocab_size, f"a language model with vocab_size={vocab_size}")
 
     def forward(self, ids: torch.Tensor, state=None):

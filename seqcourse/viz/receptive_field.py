@@ -205,7 +205,7 @@ class ReceptiveFieldExplorer:
     stored notebook keeps the initial drawing.
     """
 
-    def __init__(self, kernel_size: int = 2, num_levels: int = 3, convs_per_block: int = 1, *,
+    def __init__(self, kernel_size: int = 2, num_levels: int = 3, *, convs_per_block: int = 1,
                  max_kernel_size: int = 5, max_levels: int = 6):
         widgets = _ipywidgets()
         expect_int(max_kernel_size, "max_kernel_size", minimum=2)

@@ -133,7 +133,7 @@ class HiddenStateExplorer:
     raises: it shows a message and leaves the last valid heatmap in place.
     """
 
-    def __init__(self, rnn, encode: Encoder, value: str, *, max_len: int = 40, title: str | None = None):
+    def __init__(self, rnn, encode: Encoder, *, value: str, max_len: int = 40, title: str | None = None):
         widgets = _ipywidgets()
         if not callable(encode):
             raise TypeError(f"encode must be a callable text -> (labels, x (T, D)); got {type(encode).__name__}")

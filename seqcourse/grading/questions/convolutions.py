@@ -86,7 +86,7 @@ def _layer(C_in: int, C_out: int, k: int, d: int) -> CausalConv1d:
     """A float64 ``CausalConv1d``, built without moving torch's global random stream (a check must
     not change the random numbers the student's notebook draws next)."""
     with torch.random.fork_rng(devices=[]):
-        return CausalConv1d(C_in, C_out, k, d).double()
+        return CausalConv1d(C_in, C_out, kernel_size=k, dilation=d).double()
 
 
 def _dilated_reference(x, weight, bias, dilation):
