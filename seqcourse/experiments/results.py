@@ -32,7 +32,8 @@ from pathlib import Path
 from .claims import Experiment, check_live
 from .registry import get_experiment
 
-__all__ = ["RECORD_ENV", "SIZES", "Stat", "check", "load_results", "results_dir", "stat", "statistics", "summary"]
+__all__ = ["RECORD_ENV", "SIZES", "Stat", "check", "load_results", "recorded_range", "recorded_spread", "results_dir",
+           "spread_label", "stat", "statistics", "summary"]
 
 RECORD_ENV = "SEQCOURSE_RECORD"
 SIZES = ("quick", "full")
@@ -123,6 +124,32 @@ def recorded_range(name: str, metrics: Sequence[str], size: str | None = None) -
     in order, e.g. to draw the spread behind a live run (``plots.metric_vs_length(spread=...)``)."""
     stats = [stat(name, metric, size) for metric in metrics]
     return [s.min for s in stats], [s.max for s in stats]
+
+
+def recorded_spread(name: str, metrics: Mapping[str, str | Sequence[str | None]],
+                    size: str | None = None) -> dict[str, tuple]:
+    """{label: (low, high)}: the range over the recorded seeds of experiment ``name``, per label, to
+    draw behind a live run (``plots.accuracy_bars(spread=...)``, ``plots.metric_vs_length(spread=...)``).
+
+    ``metrics`` maps each label (a bar's or a line's name) to one metric, giving scalars
+    ``(min, max)``, or to a sequence of metrics, one per point of the line, giving lists
+    ``([min, ...], [max, ...])``; ``None`` in the sequence marks a point with no recorded metric (NaN).
+    """
+    spread = {}
+    for label, wanted in metrics.items():
+        if isinstance(wanted, str):
+            s = stat(name, wanted, size)
+            spread[label] = (s.min, s.max)
+        else:
+            stats = [None if metric is None else stat(name, metric, size) for metric in wanted]
+            spread[label] = ([math.nan if s is None else s.min for s in stats],
+                             [math.nan if s is None else s.max for s in stats])
+    return spread
+
+
+def spread_label(name: str, size: str | None = None) -> str:
+    """The legend entry for a recorded spread: ``"5 recorded seeds, min to max"``."""
+    return f"{len(_section(name, size or _size())['seeds'])} recorded seeds, min to max"
 
 
 def summary(name: str, size: str | None = None) -> None:
