@@ -167,6 +167,9 @@ def test_recorded_spread_gives_scalars_per_metric_and_lists_per_line_with_nan_wh
     assert math.isnan(lows[0]) and math.isnan(highs[0])
     assert lows[1:] == [min(values["additive_three_quarters"]), min(values["additive_longest"])]
     assert highs[1:] == [max(values["additive_three_quarters"]), max(values["additive_longest"])]
+    (low, high), = experiments.recorded_spread("reversal_attention", {"a": "additive_longest"},
+                                               transform=lambda v: 10 ** v).values()
+    assert (low, high) == (10 ** min(values["additive_longest"]), 10 ** max(values["additive_longest"]))
     with pytest.raises(KeyError, match="no metric 'nope'"):
         experiments.recorded_spread("order_task", {"RNN": "nope"})
     n = len(load_results("order_task")["sizes"]["quick"]["seeds"])

@@ -317,8 +317,18 @@ def test_gradient_norms_styles_and_a_vertical_line():
     ax = fig.axes[0]
     assert ax.lines[0].get_linestyle() == "None" and ax.lines[0].get_marker() == "o"
     np.testing.assert_allclose(ax.lines[2].get_xdata(), [2, 2])
-    with pytest.raises(ValueError, match="styles names curves"):
+    with pytest.raises(ValueError, match="styles or spread name curves"):
         plots.gradient_norms([1], {"a": [1]}, styles={"z": "o"})
+
+
+def test_gradient_norms_draws_a_recorded_range_at_the_one_distance_recorded():
+    nan = float("nan")
+    fig = plots.gradient_norms([3, 2, 1], {"vanilla": [1e-6, 1e-2, 1.0]}, spread={"vanilla": ([1e-8, nan, nan], [1e-5, nan, nan])},
+                               spread_label="5 recorded seeds, min to max")
+    ax = fig.axes[0]
+    bar = ax.containers[0].lines[2][0].get_segments()[0]
+    np.testing.assert_allclose(bar, [[3, 1e-8], [3, 1e-5]])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["vanilla", "5 recorded seeds, min to max"]
 
 
 def test_loss_curves_smooth_draws_each_run_faint_and_its_running_mean_labelled():

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from .claims import Experiment, check_live
@@ -126,24 +126,27 @@ def recorded_range(name: str, metrics: Sequence[str], size: str | None = None) -
     return [s.min for s in stats], [s.max for s in stats]
 
 
-def recorded_spread(name: str, metrics: Mapping[str, str | Sequence[str | None]],
-                    size: str | None = None) -> dict[str, tuple]:
+def recorded_spread(name: str, metrics: Mapping[str, str | Sequence[str | None]], size: str | None = None,
+                    transform: Callable[[float], float] | None = None) -> dict[str, tuple]:
     """{label: (low, high)}: the range over the recorded seeds of experiment ``name``, per label, to
     draw behind a live run (``plots.accuracy_bars(spread=...)``, ``plots.metric_vs_length(spread=...)``).
 
     ``metrics`` maps each label (a bar's or a line's name) to one metric, giving scalars
     ``(min, max)``, or to a sequence of metrics, one per point of the line, giving lists
     ``([min, ...], [max, ...])``; ``None`` in the sequence marks a point with no recorded metric (NaN).
+    ``transform``, an increasing function, maps the recorded values to the figure's (e.g.
+    ``lambda v: 10 ** v`` for a metric recorded as a base-10 logarithm).
     """
+    f = transform or (lambda v: v)
     spread = {}
     for label, wanted in metrics.items():
         if isinstance(wanted, str):
             s = stat(name, wanted, size)
-            spread[label] = (s.min, s.max)
+            spread[label] = (f(s.min), f(s.max))
         else:
             stats = [None if metric is None else stat(name, metric, size) for metric in wanted]
-            spread[label] = ([math.nan if s is None else s.min for s in stats],
-                             [math.nan if s is None else s.max for s in stats])
+            spread[label] = ([math.nan if s is None else f(s.min) for s in stats],
+                             [math.nan if s is None else f(s.max) for s in stats])
     return spread
 
 

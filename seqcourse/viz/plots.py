@@ -264,6 +264,7 @@ def _curves(curves, name: str) -> dict[str, np.ndarray]:
 def gradient_norms(x, curves, *, xlabel: str = "distance k (steps back from the loss)",
                    ylabel: str = "gradient norm", reference: float | None = 1.0,
                    styles: Mapping[str, str] | None = None, vertical: float | None = None,
+                   spread: Mapping[str, tuple] | None = None, spread_label: str = "recorded seeds, min to max",
                    title: str | None = None, figsize=(6.0, 3.4)) -> Figure:
     """Gradient norms (or any positive quantities: singular values, frequencies) on a logarithmic
     y axis, one line per curve.
@@ -276,6 +277,9 @@ def gradient_norms(x, curves, *, xlabel: str = "distance k (steps back from the 
         styles: {label: matplotlib format string}, e.g. ``"o"`` for markers only or ``"--"``;
             curves not in it are solid lines.
         vertical: draw a dotted vertical line at this x (e.g. the edge of a receptive field).
+        spread: {label: (lows (N,), highs (N,))}, e.g. the range over recorded seeds, drawn as in
+            ``metric_vs_length`` (a band, or error bars where some x have NaN), named ``spread_label``
+            in the legend.
 
     Returns:
         The figure: one line per curve, in the order given, then the reference line, then the
@@ -284,15 +288,18 @@ def gradient_norms(x, curves, *, xlabel: str = "distance k (steps back from the 
     xs = _as_array(x, "x", ndim=1)
     ys = _curves(curves, "curves")
     styles = dict(styles or {})
-    unknown = set(styles) - set(ys)
+    spread = dict(spread or {})
+    unknown = (set(styles) | set(spread)) - set(ys)
     if unknown:
-        raise ValueError(f"styles names curves that do not exist: {sorted(unknown)}")
+        raise ValueError(f"styles or spread name curves that do not exist: {sorted(unknown)}")
     fig, ax = _new_figure(figsize)
     for label, values in ys.items():
         if values.size != xs.size:
             raise ValueError(f"curves[{label!r}] has {values.size} values but x has {xs.size}: need one per x")
         shown = np.where(np.isfinite(values) & (values > 0), values, np.nan)
-        ax.plot(xs, shown, styles.get(label, "-"), lw=1.8, ms=4, label=label or None)
+        line, = ax.plot(xs, shown, styles.get(label, "-"), lw=1.8, ms=4, label=label or None)
+        if label in spread:
+            _draw_spread(ax, xs, spread[label], label, line.get_color())
     if reference is not None:
         ax.axhline(float(reference), color="gray", ls=":", lw=1.2)
     if vertical is not None:
@@ -303,7 +310,8 @@ def gradient_norms(x, curves, *, xlabel: str = "distance k (steps back from the 
     if title:
         ax.set_title(title)
     if any(ys):
-        ax.legend(loc="best", fontsize="small")
+        _legend(ax, ax, [Patch(color="gray", alpha=0.3, label=spread_label)] if spread else [],
+                loc="best", fontsize="small")
     return fig
 
 
@@ -392,17 +400,23 @@ def _draw_scores(ax, xs: np.ndarray, curves, spread, dashed: Sequence[str], spre
         if values.size != xs.size:
             raise ValueError(f"curves[{label!r}] has {values.size} values but lengths has {xs.size}")
         line, = ax.plot(xs, values, "--" if label in dashed else "-", marker="o", label=label)
-        if label not in spread:
-            continue
-        low, high = (_as_array(v, f"spread[{label!r}]", ndim=1) for v in spread[label])
-        if low.size != xs.size or high.size != xs.size:
-            raise ValueError(f"spread[{label!r}] needs {xs.size} lows and {xs.size} highs (NaN where none is recorded)")
-        if np.all(np.isfinite(low) & np.isfinite(high)):
-            ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, lw=0)
-        else:
-            ax.errorbar(xs, (low + high) / 2, yerr=((high - low) / 2), fmt="none", ecolor=line.get_color(),
-                        elinewidth=2.5, capsize=4, alpha=0.6)
+        if label in spread:
+            _draw_spread(ax, xs, spread[label], label, line.get_color())
     return [Patch(color="gray", alpha=0.3, label=spread_label)] if spread else []  # what the bands and bars are
+
+
+def _draw_spread(ax, xs: np.ndarray, low_high, label: str, color) -> None:
+    """The range (lows (N,), highs (N,)) behind the line ``label``: a band when every x has one, else
+    error bars at the x that have one (NaN marks an x without)."""
+    low, high = (_as_array(v, f"spread[{label!r}]", ndim=1) for v in low_high)
+    if low.size != xs.size or high.size != xs.size:
+        raise ValueError(f"spread[{label!r}] needs {xs.size} lows and {xs.size} highs (NaN where none is recorded)")
+    if np.all(np.isfinite(low) & np.isfinite(high)):
+        ax.fill_between(xs, low, high, color=color, alpha=0.2, lw=0)
+    else:
+        middle = (low + high) / 2
+        ax.errorbar(xs, middle, yerr=(middle - low, high - middle), fmt="none", ecolor=color,
+                    elinewidth=2.5, capsize=4, alpha=0.6)
 
 
 def _legend(ax_or_fig, axes, extra: list, **kwargs) -> None:
