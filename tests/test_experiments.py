@@ -11,7 +11,7 @@ import torch
 
 import seqcourse
 from seqcourse import experiments
-from seqcourse.experiments import EXPERIMENTS, Claim, ClaimFailed, Experiment, check, load_results, recorded_range
+from seqcourse.experiments import EXPERIMENTS, Claim, ClaimFailed, Experiment, check, load_results
 from seqcourse.experiments import results as results_module
 from seqcourse.experiments import runner
 from seqcourse.experiments.claims import check_live, failed_claims
@@ -145,14 +145,6 @@ def test_setup_honours_the_environment(monkeypatch):
     monkeypatch.setenv("SEQCOURSE_SEED", "-1")
     with pytest.raises(ValueError, match="SEQCOURSE_SEED must be a non-negative integer"):
         seqcourse.setup()
-
-
-def test_recorded_range_gives_each_metrics_lowest_and_highest_seed():
-    name = "associative_recall"
-    metrics = ["transformer_n4", "lstm_n16"]
-    lows, highs = recorded_range(name, metrics)
-    values = load_results(name)["sizes"]["quick"]["values"]
-    assert lows == [min(values[m]) for m in metrics] and highs == [max(values[m]) for m in metrics]
 
 
 def test_recorded_spread_gives_scalars_per_metric_and_lists_per_line_with_nan_where_unrecorded(monkeypatch):

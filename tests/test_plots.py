@@ -287,12 +287,13 @@ def test_cost_vs_length_time_in_ms_memory_in_unit_and_a_quadratic_line():
 def test_cost_vs_length_window_takes_the_median_of_each_run_of_values():
     seconds = [0.001, 0.009, 0.002, 0.002, 0.003, 0.001, 0.004]  # one timing per position
     fig = plots.cost_vs_length(range(1, 8), {"m": seconds}, {"m": [1024] * 7}, window=3, logx=False,
-                               memory_unit="KiB", xlabel="position p")
+                               time_logy=False, memory_unit="KiB", memory_ylabel="state (KiB)", xlabel="position p")
     left, right = fig.axes
     np.testing.assert_allclose(left.lines[0].get_xdata(), [3, 6])
     np.testing.assert_allclose(left.lines[0].get_ydata(), [2, 2])
     np.testing.assert_allclose(right.lines[0].get_ydata(), [1] * 7)
-    assert left.get_xscale() == "linear" and right.get_ylabel() == "KiB"
+    assert left.get_xscale() == left.get_yscale() == "linear" and right.get_yscale() == "log"
+    assert right.get_ylabel() == "state (KiB)" and right.get_xlabel() == "position p"
 
 
 def test_curve_panels_share_x_prefixes_styles_and_drop_non_positive_values_on_log_axes():

@@ -32,7 +32,7 @@ from pathlib import Path
 from .claims import Experiment, check_live
 from .registry import get_experiment
 
-__all__ = ["RECORD_ENV", "SIZES", "Stat", "check", "load_results", "recorded_range", "recorded_spread", "results_dir",
+__all__ = ["RECORD_ENV", "SIZES", "Stat", "check", "load_results", "recorded_spread", "results_dir",
            "spread_label", "stat", "statistics", "summary"]
 
 RECORD_ENV = "SEQCOURSE_RECORD"
@@ -117,13 +117,6 @@ def stat(name: str, metric: str, size: str | None = None) -> Stat:
     if metric not in experiment.metrics:
         raise KeyError(f"experiment {name!r} has no metric {metric!r}; it has {list(experiment.metrics)}")
     return Stat(_section(name, size or _size())["values"][metric], experiment.fmt)
-
-
-def recorded_range(name: str, metrics: Sequence[str], size: str | None = None) -> tuple[list[float], list[float]]:
-    """(lows, highs): the smallest and largest recorded value of each of ``metrics`` over the seeds,
-    in order, e.g. to draw the spread behind a live run (``plots.metric_vs_length(spread=...)``)."""
-    stats = [stat(name, metric, size) for metric in metrics]
-    return [s.min for s in stats], [s.max for s in stats]
 
 
 def recorded_spread(name: str, metrics: Mapping[str, str | Sequence[str | None]], size: str | None = None,

@@ -619,16 +619,19 @@ def attention_heads(weights, *, source_labels: Sequence[str] | None = None,
 def cost_vs_length(x, seconds: Mapping[str, object], saved_bytes: Mapping[str, object], *,
                    xlabel: str = "sequence length T", time_ylabel: str = "ms",
                    time_title: str = "time", memory_title: str = "memory", memory_unit: str = "MiB",
-                   logx: bool = True, window: int | None = None, dashed: Sequence[str] = (),
+                   memory_ylabel: str | None = None, logx: bool = True, time_logy: bool = True,
+                   window: int | None = None, dashed: Sequence[str] = (),
                    quadratic_through: str | None = None, figsize=(10.0, 3.6)) -> Figure:
     """Two panels against the same x (sequence length T, or position p): time on the left, memory
-    on the right, one line per model, both y axes logarithmic.
+    on the right, one line per model, the memory axis logarithmic (the time axis too, by default).
 
     Args:
         x: shape (N,).   seconds: {model: seconds (N,)}, drawn in milliseconds.
         saved_bytes: {model: bytes (N,)} (bytes saved for backward, or a state's size), drawn in
-            ``memory_unit`` ("KiB", "MiB"; "MB" is read as MiB, 2**20 bytes).
+            ``memory_unit`` ("KiB", "MiB"; "MB" is read as MiB, 2**20 bytes), the y label
+            ``memory_ylabel`` (default: the unit).
         logx: a logarithmic x axis with ticks at the given x (else linear).
+        time_logy: a logarithmic time axis (else linear).
         window: if given, the time panel shows the median of each run of ``window`` consecutive
             values, at the x that ends it (per-token timings are noisy).
         dashed: models drawn with dashed lines.
@@ -668,14 +671,15 @@ def cost_vs_length(x, seconds: Mapping[str, object], saved_bytes: Mapping[str, o
         last = memory[quadratic_through][-1] / scale[memory_unit]
         right.plot(xs, (xs / xs[-1]) ** 2 * last, color="gray", ls=":", label="∝ T²")
     for panel in (left, right):
-        panel.set_yscale("log")
+        if panel is right or time_logy:
+            panel.set_yscale("log")
         if logx:
             panel.set_xscale("log")
             panel.set_xticks(xs, [f"{v:g}" for v in xs])
             panel.minorticks_off()
         panel.set_xlabel(xlabel)
     left.set(ylabel=time_ylabel, title=time_title)
-    right.set(ylabel=memory_unit, title=memory_title)
+    right.set(ylabel=memory_ylabel or memory_unit, title=memory_title)
     right.legend(fontsize="small")
     return fig
 
