@@ -202,7 +202,9 @@ def test_metric_vs_length_draws_error_bars_where_only_some_lengths_are_recorded(
     fig = plots.metric_vs_length([1, 2, 3], {"a": [1.0, 0.9, 0.8], "b": [1.0, 0.5, 0.2]}, dashed=["b"],
                                  spread={"a": ([nan, 0.85, 0.7], [nan, 0.95, 0.9])}, spread_label="recorded")
     ax = fig.axes[0]
-    assert not ax.collections[1:] or all(len(c.get_paths()) == 0 for c in ax.collections[1:])
+    from matplotlib.collections import PolyCollection
+
+    assert not any(isinstance(c, PolyCollection) for c in ax.collections)  # no band: bars instead
     bars = ax.containers[0].lines[2][0].get_segments()  # one error bar per recorded length
     assert len(bars) == 3 and np.isnan(bars[0]).all()
     np.testing.assert_allclose(bars[1], [[2, 0.85], [2, 0.95]])
@@ -210,6 +212,7 @@ def test_metric_vs_length_draws_error_bars_where_only_some_lengths_are_recorded(
     line = {l.get_label(): l for l in ax.lines}
     assert line["b"].get_linestyle() == "--" and line["a"].get_linestyle() == "-"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b", "recorded"]
+    assert type(ax.get_legend().legend_handles[2]).__name__ == "LineCollection"  # the entry is drawn as an error bar
 
 
 def test_scores_by_task_one_panel_per_task_with_chance_bar_spread_and_a_shared_legend():
@@ -227,6 +230,7 @@ def test_scores_by_task_one_panel_per_task_with_chance_bar_spread_and_a_shared_l
     np.testing.assert_allclose(right.lines[1].get_ydata(), [0.9, 0.6])
     np.testing.assert_allclose(left.lines[2].get_ydata(), [0.25, 0.25])  # chance, then the bar
     np.testing.assert_allclose(left.lines[3].get_ydata(), [0.35, 0.35])
+    assert type(fig.legends[0].legend_handles[-1]).__name__ == "Rectangle"  # bands: a patch says what they are
     band = left.collections[0].get_paths()[0].vertices
     assert band[:, 1].min() == pytest.approx(0.2) and band[:, 1].max() == pytest.approx(0.5)
     assert not right.collections

@@ -21,8 +21,7 @@ The Gradients chapter adds:
     gradient_norms(x, {name: norms})                    positive curves on a log axis (over distance or ρ)
     loss_curves({name: losses}, smooth=None)            several training runs on one axes
     eigenvalue_plot({name: eigenvalues})                eigenvalues in the complex plane, unit circle
-    metric_vs_length(lengths, {name: scores}, spread)   a score against sequence length, a baseline,
-                                                        the recorded seeds' range as bands or bars
+    metric_vs_length(lengths, {name: scores}, spread)   a score against length, the seeds' range
     scores_by_task({task: panel}, spread)               the same, one panel per task (Comparison chapter)
 
 The Attention chapter adds:
@@ -35,7 +34,7 @@ The Attention chapter adds:
 The State-space chapter adds:
 
     discretization_samples(...)                         a continuous system against its discretized samples
-    memory_decay(lags, {Δ: |K|}, gates)                 S4D kernels, their envelopes and an LSTM's f^l
+    memory_decay(lags, {Δ: kernel}, gates)              S4D kernels, their envelopes and an LSTM's f^l
     token_bars(tokens, {label: values})                 per-step bars along one sequence
     matrix_panels({title: matrix})                      matrices side by side, each with its colour bar
 
@@ -206,7 +205,9 @@ def accuracy_bars(accuracies: Mapping[str, float], *, chance: float | None = Non
                                    elinewidth=1.5, capsize=5, label=spread_label))
     if chance is not None:
         handles.append(ax.axhline(float(chance), color="tab:red", ls="--", lw=1.5, label="chance"))
-    if handles:
+    if spread:  # three entries: beside the bars, not on them
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    elif handles:
         ax.legend(handles=handles, loc="lower right", fontsize="small")
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("held-out accuracy")
@@ -310,8 +311,7 @@ def gradient_norms(x, curves, *, xlabel: str = "distance k (steps back from the 
     if title:
         ax.set_title(title)
     if any(ys):
-        _legend(ax, ax, [Patch(color="gray", alpha=0.3, label=spread_label)] if spread else [],
-                loc="best", fontsize="small")
+        _legend(ax, ax, _spread_handles(ax, spread, spread_label), loc="best", fontsize="small")
     return fig
 
 
@@ -402,7 +402,17 @@ def _draw_scores(ax, xs: np.ndarray, curves, spread, dashed: Sequence[str], spre
         line, = ax.plot(xs, values, "--" if label in dashed else "-", marker="o", label=label)
         if label in spread:
             _draw_spread(ax, xs, spread[label], label, line.get_color())
-    return [Patch(color="gray", alpha=0.3, label=spread_label)] if spread else []  # what the bands and bars are
+    return _spread_handles(ax, spread, spread_label)
+
+
+def _spread_handles(ax, spread, spread_label: str) -> list:
+    """The legend entry saying what the spreads are: a grey band, or a grey error bar when some are bars."""
+    if not spread:
+        return []
+    if ax.containers:  # some spread is drawn as error bars: an empty grey one carries the label
+        return [ax.errorbar([np.nan], [np.nan], yerr=[[np.nan], [np.nan]], fmt="none", ecolor="gray",
+                            elinewidth=2.5, capsize=4, alpha=0.6, label=spread_label)]
+    return [Patch(color="gray", alpha=0.3, label=spread_label)]
 
 
 def _draw_spread(ax, xs: np.ndarray, low_high, label: str, color) -> None:
@@ -421,8 +431,9 @@ def _draw_spread(ax, xs: np.ndarray, low_high, label: str, color) -> None:
 
 def _legend(ax_or_fig, axes, extra: list, **kwargs) -> None:
     """A legend of ``axes``' labelled lines followed by the ``extra`` handles (e.g. a spread's patch)."""
-    handles, labels = axes.get_legend_handles_labels()
-    ax_or_fig.legend(handles + extra, labels + [h.get_label() for h in extra], **kwargs)
+    pairs = [(h, label) for h, label in zip(*axes.get_legend_handles_labels()) if h not in extra]
+    ax_or_fig.legend([h for h, _ in pairs] + extra, [label for _, label in pairs] + [h.get_label() for h in extra],
+                     **kwargs)
 
 
 def metric_vs_length(lengths, curves, *, baseline=None, baseline_label: str = "baseline",
@@ -775,7 +786,7 @@ def memory_decay(lags, kernels: Mapping[float, object], gates: Sequence[float], 
 
     Args:
         lags: shape (L,), the lags l = 0, 1, ... (lag 0 is not drawn: the axes are logarithmic).
-        kernels: {Delta: |K_l| / bound, shape (L,)}, one S4D channel per step size, normalised by
+        kernels: {Delta: ``|K_l|`` / bound, shape (L,)}, one S4D channel per step size, normalised by
             the largest value the kernel can take; each is drawn thin with its envelope dashed in
             the same colour.
         gates: forget-gate values f, each drawn as f^l in black.
