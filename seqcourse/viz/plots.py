@@ -205,8 +205,8 @@ def accuracy_bars(accuracies: Mapping[str, float], *, chance: float | None = Non
                                    elinewidth=1.5, capsize=5, label=spread_label))
     if chance is not None:
         handles.append(ax.axhline(float(chance), color="tab:red", ls="--", lw=1.5, label="chance"))
-    if spread:  # three entries: beside the bars, not on them
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    if spread:  # three entries: below the bars' names, not on the bars
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(handles), fontsize="small")
     elif handles:
         ax.legend(handles=handles, loc="lower right", fontsize="small")
     ax.set_ylim(0, 1.1)
