@@ -166,3 +166,13 @@ def test_recorded_spread_gives_scalars_per_metric_and_lists_per_line_with_nan_wh
         experiments.recorded_spread("order_task", {"RNN": "nope"})
     n = len(load_results("order_task")["sizes"]["quick"]["seeds"])
     assert experiments.spread_label("order_task") == f"{n} recorded seeds, min to max"
+
+
+def test_recorded_spread_is_empty_while_recording_and_where_nothing_is_stored(monkeypatch, tmp_path):
+    monkeypatch.delenv("SEQCOURSE_FULL", raising=False)
+    monkeypatch.setenv("SEQCOURSE_RECORD", str(tmp_path / "values.jsonl"))
+    assert experiments.recorded_spread("order_task", {"RNN": "rnn"}) == {}
+    monkeypatch.delenv("SEQCOURSE_RECORD")
+    monkeypatch.setenv("SEQCOURSE_RESULTS", str(tmp_path))  # a folder without results/order_task.json
+    assert experiments.recorded_spread("order_task", {"RNN": "rnn"}) == {}
+    assert experiments.spread_label("order_task") == "recorded seeds, min to max"

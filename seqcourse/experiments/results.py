@@ -129,7 +129,17 @@ def recorded_spread(name: str, metrics: Mapping[str, str | Sequence[str | None]]
     ``([min, ...], [max, ...])``; ``None`` in the sequence marks a point with no recorded metric (NaN).
     ``transform``, an increasing function, maps the recorded values to the figure's (e.g.
     ``lambda v: 10 ** v`` for a metric recorded as a base-10 logarithm).
+
+    Empty (the figure then shows the live run alone) under the experiment runner
+    (``$SEQCOURSE_RECORD`` set: the seeds are being recorded) and where no results of this size
+    are stored (a notebook opened outside the repository), as ``check`` does.
     """
+    if os.environ.get(RECORD_ENV):
+        return {}
+    try:
+        _section(name, size or _size())
+    except (FileNotFoundError, KeyError):
+        return {}
     f = transform or (lambda v: v)
     spread = {}
     for label, wanted in metrics.items():
@@ -144,8 +154,12 @@ def recorded_spread(name: str, metrics: Mapping[str, str | Sequence[str | None]]
 
 
 def spread_label(name: str, size: str | None = None) -> str:
-    """The legend entry for a recorded spread: ``"5 recorded seeds, min to max"``."""
-    return f"{len(_section(name, size or _size())['seeds'])} recorded seeds, min to max"
+    """The legend entry for a recorded spread: ``"5 recorded seeds, min to max"`` (without the count
+    where no results of this size are stored)."""
+    try:
+        return f"{len(_section(name, size or _size())['seeds'])} recorded seeds, min to max"
+    except (FileNotFoundError, KeyError):
+        return "recorded seeds, min to max"
 
 
 def summary(name: str, size: str | None = None) -> None:
