@@ -390,7 +390,7 @@ def eigenvalue_plot(eigenvalues, *, title: str | None = None, figsize=(6.0, 4.0)
 def _draw_scores(ax, xs: np.ndarray, curves, spread, dashed: Sequence[str], spread_label: str) -> list:
     """One marked line per model on ``ax`` (dashed for the names in ``dashed``), each with its spread:
     a band where every x has a (low, high), error bars at the x that have one otherwise (NaN: none).
-    Returns the legend handle for the spread (a grey patch labelled ``spread_label``), or []."""
+    Returns the legend entry for the spreads (``_spread_handles``), or [] when there is none."""
     ys = _curves(curves, "curves")
     spread = dict(spread or {})
     unknown = set(spread) - set(ys)
