@@ -1,6 +1,7 @@
 """The trained-experiment machinery: claims, live checks, stored results, the runner's verify,
 and the rule that every trained number in the book is checked as a claim, never by its digits."""
 import json
+import math
 import re
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import pytest
 import torch
 
 import seqcourse
-from seqcourse.experiments import EXPERIMENTS, Claim, ClaimFailed, Experiment, check, load_results, recorded_range
+from seqcourse import experiments
+from seqcourse.experiments import EXPERIMENTS, Claim, ClaimFailed, Experiment, check, load_results
 from seqcourse.experiments import results as results_module
 from seqcourse.experiments import runner
 from seqcourse.experiments.claims import check_live, failed_claims
@@ -145,9 +147,32 @@ def test_setup_honours_the_environment(monkeypatch):
         seqcourse.setup()
 
 
-def test_recorded_range_gives_each_metrics_lowest_and_highest_seed():
-    name = "associative_recall"
-    metrics = ["transformer_n4", "lstm_n16"]
-    lows, highs = recorded_range(name, metrics)
-    values = load_results(name)["sizes"]["quick"]["values"]
-    assert lows == [min(values[m]) for m in metrics] and highs == [max(values[m]) for m in metrics]
+def test_recorded_spread_gives_scalars_per_metric_and_lists_per_line_with_nan_where_unrecorded(monkeypatch):
+    monkeypatch.delenv("SEQCOURSE_FULL", raising=False)
+    values = load_results("order_task")["sizes"]["quick"]["values"]
+    spread = experiments.recorded_spread("order_task", {"RNN": "rnn", "3-gram": "ngram_counts"})
+    assert spread == {"RNN": (min(values["rnn"]), max(values["rnn"])),
+                      "3-gram": (min(values["ngram_counts"]), max(values["ngram_counts"]))}
+    values = load_results("reversal_attention")["sizes"]["quick"]["values"]
+    (lows, highs), = experiments.recorded_spread(
+        "reversal_attention", {"additive": [None, "additive_three_quarters", "additive_longest"]}).values()
+    assert math.isnan(lows[0]) and math.isnan(highs[0])
+    assert lows[1:] == [min(values["additive_three_quarters"]), min(values["additive_longest"])]
+    assert highs[1:] == [max(values["additive_three_quarters"]), max(values["additive_longest"])]
+    (low, high), = experiments.recorded_spread("reversal_attention", {"a": "additive_longest"},
+                                               transform=lambda v: 10 ** v).values()
+    assert (low, high) == (10 ** min(values["additive_longest"]), 10 ** max(values["additive_longest"]))
+    with pytest.raises(KeyError, match="no metric 'nope'"):
+        experiments.recorded_spread("order_task", {"RNN": "nope"})
+    n = len(load_results("order_task")["sizes"]["quick"]["seeds"])
+    assert experiments.spread_label("order_task") == f"{n} recorded seeds, min to max"
+
+
+def test_recorded_spread_is_empty_while_recording_and_where_nothing_is_stored(monkeypatch, tmp_path):
+    monkeypatch.delenv("SEQCOURSE_FULL", raising=False)
+    monkeypatch.setenv("SEQCOURSE_RECORD", str(tmp_path / "values.jsonl"))
+    assert experiments.recorded_spread("order_task", {"RNN": "rnn"}) == {}
+    monkeypatch.delenv("SEQCOURSE_RECORD")
+    monkeypatch.setenv("SEQCOURSE_RESULTS", str(tmp_path))  # a folder without results/order_task.json
+    assert experiments.recorded_spread("order_task", {"RNN": "rnn"}) == {}
+    assert experiments.spread_label("order_task") == "recorded seeds, min to max"

@@ -7,7 +7,7 @@ In a chapter: ``experiments.check(name, values)`` after a live training run (a h
 """
 from .claims import Claim, ClaimFailed, Experiment
 from .registry import EXPERIMENTS, get_experiment
-from .results import check, load_results, recorded_range, stat, summary
+from .results import check, load_results, recorded_spread, spread_label, stat, summary
 
 __all__ = ["EXPERIMENTS", "Claim", "ClaimFailed", "Experiment", "check", "get_experiment", "load_results",
-           "recorded_range", "stat", "summary"]
+           "recorded_spread", "spread_label", "stat", "summary"]

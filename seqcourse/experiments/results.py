@@ -26,13 +26,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from .claims import Experiment, check_live
 from .registry import get_experiment
 
-__all__ = ["RECORD_ENV", "SIZES", "Stat", "check", "load_results", "results_dir", "stat", "statistics", "summary"]
+__all__ = ["RECORD_ENV", "SIZES", "Stat", "check", "load_results", "recorded_spread", "results_dir",
+           "spread_label", "stat", "statistics", "summary"]
 
 RECORD_ENV = "SEQCOURSE_RECORD"
 SIZES = ("quick", "full")
@@ -118,11 +119,47 @@ def stat(name: str, metric: str, size: str | None = None) -> Stat:
     return Stat(_section(name, size or _size())["values"][metric], experiment.fmt)
 
 
-def recorded_range(name: str, metrics: Sequence[str], size: str | None = None) -> tuple[list[float], list[float]]:
-    """(lows, highs): the smallest and largest recorded value of each of ``metrics`` over the seeds,
-    in order, e.g. to draw the spread behind a live run (``plots.metric_vs_length(spread=...)``)."""
-    stats = [stat(name, metric, size) for metric in metrics]
-    return [s.min for s in stats], [s.max for s in stats]
+def recorded_spread(name: str, metrics: Mapping[str, str | Sequence[str | None]], size: str | None = None,
+                    transform: Callable[[float], float] | None = None) -> dict[str, tuple]:
+    """{label: (low, high)}: the range over the recorded seeds of experiment ``name``, per label, to
+    draw behind a live run (``plots.accuracy_bars(spread=...)``, ``plots.metric_vs_length(spread=...)``).
+
+    ``metrics`` maps each label (a bar's or a line's name) to one metric, giving scalars
+    ``(min, max)``, or to a sequence of metrics, one per point of the line, giving lists
+    ``([min, ...], [max, ...])``; ``None`` in the sequence marks a point with no recorded metric (NaN).
+    ``transform``, an increasing function, maps the recorded values to the figure's (e.g.
+    ``lambda v: 10 ** v`` for a metric recorded as a base-10 logarithm).
+
+    Empty (the figure then shows the live run alone) under the experiment runner
+    (``$SEQCOURSE_RECORD`` set: the seeds are being recorded) and where no results of this size
+    are stored (a notebook opened outside the repository), as ``check`` does.
+    """
+    if os.environ.get(RECORD_ENV):
+        return {}
+    try:
+        _section(name, size or _size())
+    except (FileNotFoundError, KeyError):
+        return {}
+    f = transform or (lambda v: v)
+    spread = {}
+    for label, wanted in metrics.items():
+        if isinstance(wanted, str):
+            s = stat(name, wanted, size)
+            spread[label] = (f(s.min), f(s.max))
+        else:
+            stats = [None if metric is None else stat(name, metric, size) for metric in wanted]
+            spread[label] = ([math.nan if s is None else f(s.min) for s in stats],
+                             [math.nan if s is None else f(s.max) for s in stats])
+    return spread
+
+
+def spread_label(name: str, size: str | None = None) -> str:
+    """The legend entry for a recorded spread: ``"5 recorded seeds, min to max"`` (without the count
+    where no results of this size are stored)."""
+    try:
+        return f"{len(_section(name, size or _size())['seeds'])} recorded seeds, min to max"
+    except (FileNotFoundError, KeyError):
+        return "recorded seeds, min to max"
 
 
 def summary(name: str, size: str | None = None) -> None:

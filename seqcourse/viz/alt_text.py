@@ -102,8 +102,8 @@ def _is_colorbar(ax) -> bool:
 
 def describe(fig) -> str:
     """What ``fig`` (a ``matplotlib.figure.Figure``) shows, in words: one sentence group per
-    panel (kind, title, axes, curve or bar names), colour bars by their label, the figure's
-    suptitle first. A figure that is not a chart (a diagram) says what it is with its label,
+    panel (kind, title, axes, curve or bar names), a legend placed on the figure, colour bars by
+    their label, the figure's suptitle first. A figure that is not a chart (a diagram) says what it is with its label,
     ``fig.set_label("Diagram of ...")``, which then replaces the kind of plot of its single panel
     or leads the panels. Raises ``TypeError`` for anything that is not a Figure."""
     from matplotlib.figure import Figure
@@ -124,6 +124,9 @@ def describe(fig) -> str:
         parts += [f"Panel {i}: {_describe_axes(ax)}" for i, ax in enumerate(panels, 1)]
     else:
         parts.append("An empty figure.")
+    shared = [name for legend in fig.legends for name in _names(legend.get_texts())]
+    if shared:  # a legend for all panels, placed on the figure
+        parts.append("Legend for all panels: " + "; ".join(shared) + ".")
     named = [scale for scale in scales if scale]
     if named:
         parts.append("Colour scale: " + "; ".join(named) + ".")
