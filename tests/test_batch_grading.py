@@ -18,7 +18,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from seqcourse.grading import check, get_question, run_student, score
+from seqcourse.grading import get_question, run_student, score
 from seqcourse.autograde.assemble import PlanError, assemble, load_plan
 from seqcourse.autograde.audit import audit
 from seqcourse.autograde.batch import GradingError, plan_questions, agrees, collect, grade, kernel_report, main

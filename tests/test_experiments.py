@@ -12,7 +12,6 @@ import torch
 import seqcourse
 from seqcourse import experiments
 from seqcourse.experiments import EXPERIMENTS, Claim, ClaimFailed, Experiment, check, load_results
-from seqcourse.experiments import results as results_module
 from seqcourse.experiments import runner
 from seqcourse.experiments.claims import check_live, failed_claims
 from seqcourse.experiments.results import Stat, statistics

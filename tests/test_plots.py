@@ -6,7 +6,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from seqcourse.viz import plots
+from seqcourse.viz import attention_plots, plots, state_space_plots
 
 
 def test_heatmap_image_is_states_transposed():
@@ -125,7 +125,7 @@ def test_helpers_leave_no_open_pyplot_figures():
     before = plt.get_fignums()
     plots.loss_curve([1.0, 2.0])
     plots.hidden_state_heatmap(np.zeros((2, 2)))
-    plots.attention_heads(np.full((1, 1, 2, 2), 0.5))
+    attention_plots.attention_heads(np.full((1, 1, 2, 2), 0.5))
     assert plt.get_fignums() == before
 
 
@@ -145,7 +145,7 @@ def test_metric_vs_length_draws_a_band_per_spread_and_checks_its_size():
 
 def test_attention_heads_one_panel_per_layer_and_head():
     weights = torch.softmax(torch.randn(2, 3, 4, 5), dim=-1)  # (L=2, nh=3, T=4, S=5)
-    fig = plots.attention_heads(weights, source_labels=list("abcde"), target_labels=list("wxyz"),
+    fig = attention_plots.attention_heads(weights, source_labels=list("abcde"), target_labels=list("wxyz"),
                                 highlight=[(1, 2)], title="cross-attention")
     panels, colour_bar = fig.axes[:6], fig.axes[6:]
     assert len(colour_bar) == 1 and colour_bar[0].get_ylabel() == "attention weight"
@@ -161,7 +161,7 @@ def test_attention_heads_one_panel_per_layer_and_head():
 
 
 def test_attention_heads_default_labels_count_from_one():
-    fig = plots.attention_heads(np.full((1, 2, 2, 3), 1 / 3))
+    fig = attention_plots.attention_heads(np.full((1, 2, 2, 3), 1 / 3))
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1", "2", "3"]
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["1", "2"]
 
@@ -176,7 +176,7 @@ def test_attention_heads_default_labels_count_from_one():
 def test_attention_heads_rejects_bad_input(kwargs, match):
     weights = kwargs.pop("weights")
     with pytest.raises(ValueError, match=match):
-        plots.attention_heads(weights, **kwargs)
+        attention_plots.attention_heads(weights, **kwargs)
 
 
 # ---- figures of trained results: this run against the recorded seeds -------------------------
@@ -248,7 +248,7 @@ def test_attention_maps_one_panel_per_model_with_its_own_output_labels():
 
     a = torch.softmax(torch.randn(4, 3), -1)  # (T=4, S=3)
     b = torch.softmax(torch.randn(4, 3), -1)
-    fig = plots.attention_maps({"additive": a, "dot-product": b}, source_labels=["5", "9", "7"],
+    fig = attention_plots.attention_maps({"additive": a, "dot-product": b}, source_labels=["5", "9", "7"],
                                target_labels={"additive": list("7952"), "dot-product": list("7953")})
     left, right, colour_bar = fig.axes
     np.testing.assert_allclose(np.asarray(left.images[0].get_array()), a.numpy(), rtol=1e-6)
@@ -259,7 +259,7 @@ def test_attention_maps_one_panel_per_model_with_its_own_output_labels():
     assert colour_bar.get_ylabel() == "attention weight"
     assert 'Heat map "dot-product attention alpha_t,j". x axis: source token x_j.' in describe(fig)
     with pytest.raises(ValueError, match="one label per target position"):
-        plots.attention_maps({"a": a}, target_labels=["x"])
+        attention_plots.attention_maps({"a": a}, target_labels=["x"])
 
 
 def test_heatmap_of_a_long_sequence_keeps_its_width_and_takes_other_labels():
@@ -352,7 +352,7 @@ def test_loss_curves_smooth_draws_each_run_faint_and_its_running_mean_labelled()
 
 
 def test_discretization_samples_continuous_line_markers_and_input_staircase():
-    fig = plots.discretization_samples([0.1, 0.2, 0.3], [0.0, 0.5, 0.7], [0.5, 1.0],
+    fig = state_space_plots.discretization_samples([0.1, 0.2, 0.3], [0.0, 0.5, 0.7], [0.5, 1.0],
                                        {"zoh": [0.4, 0.6], "bilinear": [0.5, 0.8]}, [1.0, -1.0])
     ax = fig.axes[0]
     continuous, zoh, bilinear, staircase = ax.lines
@@ -362,13 +362,13 @@ def test_discretization_samples_continuous_line_markers_and_input_staircase():
     np.testing.assert_allclose(staircase.get_xdata(), [0.0, 0.5, 1.0])  # the first step starts at t = 0
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["continuous system", "zoh", "bilinear", "input x(t)"]
     with pytest.raises(ValueError, match="one value per sample time"):
-        plots.discretization_samples([0], [0], [1, 2], {}, [1])
+        state_space_plots.discretization_samples([0], [0], [1, 2], {}, [1])
 
 
 def test_memory_decay_draws_each_kernel_with_its_envelope_and_the_gates_powers():
     lags = np.arange(5)
     kernel = np.array([1.0, 0.5, 0.2, 1e-9, 0.01])
-    fig = plots.memory_decay(lags, {0.1: kernel}, [0.5])
+    fig = state_space_plots.memory_decay(lags, {0.1: kernel}, [0.5])
     ax = fig.axes[0]
     k, envelope, gate = ax.lines
     np.testing.assert_allclose(k.get_ydata(), [0.5, 0.2, 1e-5, 0.01])  # lag 0 left out, tiny values floored
@@ -380,7 +380,7 @@ def test_memory_decay_draws_each_kernel_with_its_envelope_and_the_gates_powers()
 
 
 def test_token_bars_one_panel_per_row_tokens_on_the_bottom_and_highlighted_steps():
-    fig = plots.token_bars(list("a.b>"), {"write": [3, 0, 2, 0], "mean Delta_t": [0.1, 0.2, 0.3, 0.4]},
+    fig = state_space_plots.token_bars(list("a.b>"), {"write": [3, 0, 2, 0], "mean Delta_t": [0.1, 0.2, 0.3, 0.4]},
                            highlight=[True, False, True, False], title="writes")
     top, bottom = fig.axes
     assert [p.get_height() for p in top.patches] == [3, 0, 2, 0]
@@ -388,16 +388,16 @@ def test_token_bars_one_panel_per_row_tokens_on_the_bottom_and_highlighted_steps
     assert [t.get_text() for t in bottom.get_xticklabels()] == list("a.b>")
     assert (top.get_ylabel(), bottom.get_ylabel(), top.get_title()) == ("write", "mean Delta_t", "writes")
     with pytest.raises(ValueError, match="one flag per token"):
-        plots.token_bars("ab", {"w": [1, 2]}, highlight=[True])
+        state_space_plots.token_bars("ab", {"w": [1, 2]}, highlight=[True])
 
 
 def test_matrix_panels_signed_matrices_get_a_symmetric_scale():
     L = np.tril(np.full((3, 3), 0.5))
     M = np.array([[1.0, 0, 0], [-2.0, 0.5, 0], [0.1, 0.2, 0.3]])
-    fig = plots.matrix_panels({"L": L, "M": M}, signed=["M"])
+    fig = state_space_plots.matrix_panels({"L": L, "M": M}, signed=["M"])
     left, right = [ax for ax in fig.axes if ax.images]
     assert left.images[0].get_clim() == (0.0, 0.5) and right.images[0].get_clim() == (-2.0, 2.0)
     np.testing.assert_allclose(np.asarray(right.images[0].get_array()), M)
     assert len(fig.axes) == 4  # two panels, two colour bars
     with pytest.raises(ValueError, match="signed names matrices"):
-        plots.matrix_panels({"L": L}, signed=["X"])
+        state_space_plots.matrix_panels({"L": L}, signed=["X"])

@@ -52,7 +52,6 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
-import torch
 
 from seqcourse.grading.check import CheckResult, score
 from seqcourse.grading.registry import Case, Question

@@ -16,7 +16,6 @@ import statistics
 import time
 from collections.abc import Callable, Mapping
 
-import torch
 
 from ..device import get_device, synchronize
 from ..validation import expect_int

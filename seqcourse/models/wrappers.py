@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from ..validation import expect_float, expect_ids, expect_int, expect_tensor, module_dtype_device
+from ..validation import expect_float, expect_ids, expect_int, module_dtype_device
 
 __all__ = ["Classifier", "LanguageModel"]
 

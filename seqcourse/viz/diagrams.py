@@ -24,9 +24,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle
+
+from .figure import new_figure
 
 __all__ = ["Edge", "GRU_EDGES", "GRU_NODES", "LSTM_EDGES", "LSTM_NODES", "MAMBA_EDGES", "MAMBA_NODES", "Node", "draw",
            "draw_gru_cell", "draw_lstm_cell", "draw_mamba_block"]
@@ -121,8 +122,7 @@ def draw(nodes: Sequence[Node], edges: Sequence[Edge], *, title: str | None = No
             if end not in by_name:
                 raise ValueError(f"edge {edge.source!r} -> {edge.target!r} names an unknown node {end!r}; "
                                  f"known: {', '.join(by_name)}")
-    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-    plt.close(fig)  # returned, not shown: the caller decides when to display or save it
+    fig, ax = new_figure(figsize)
     patches = {}
     for node in nodes:
         patches[node.name] = ax.add_patch(_outline(node))

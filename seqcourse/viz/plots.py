@@ -24,19 +24,14 @@ The Gradients chapter adds:
     metric_vs_length(lengths, {name: scores}, spread)   a score against length, the seeds' range
     scores_by_task({task: panel}, spread)               the same, one panel per task (Comparison chapter)
 
-The Attention chapter adds:
+Costs and panels (the Attention, State-space and Comparison chapters):
 
-    attention_maps({model: weights (T, S)})             one heatmap per model, side by side
-    attention_heads(weights (L, nh, T, S), ...)         one heatmap per layer and head, e.g. cross-attention
     cost_vs_length(T, {name: s}, {name: bytes})         time and memory against T (or position), log axes
     curve_panels(x, {title: {name: values}})            panels of curves over a common x, shared y
 
-The State-space chapter adds:
-
-    discretization_samples(...)                         a continuous system against its discretized samples
-    memory_decay(lags, {Δ: kernel}, gates)              S4D kernels, their envelopes and an LSTM's f^l
-    token_bars(tokens, {label: values})                 per-step bars along one sequence
-    matrix_panels({title: matrix})                      matrices side by side, each with its colour bar
+The attention maps are drawn by ``seqcourse.viz.attention_plots``, the State-space chapter's own
+figures by ``seqcourse.viz.state_space_plots``; the input checks and the canvas all of them share
+are ``seqcourse.viz.figure``.
 
 "This run" against "recorded seeds": a figure of a trained result draws the live run as its lines or
 bars and, given ``spread`` (``seqcourse.experiments.recorded_spread``), the range of the recorded
@@ -46,42 +41,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .alt_text import FACECOLOR
+from .figure import as_array, new_figure
 
 __all__ = [
     "hidden_state_heatmap", "loss_curve", "accuracy_bars", "memory_vs_length",
     "gradient_norms", "loss_curves", "eigenvalue_plot", "metric_vs_length", "scores_by_task",
-    "attention_maps", "attention_heads", "cost_vs_length", "curve_panels",
-    "discretization_samples", "memory_decay", "token_bars", "matrix_panels",
+    "cost_vs_length", "curve_panels",
 ]
-
-
-def _as_array(values, name: str, ndim: int, shape: str | None = None) -> np.ndarray:
-    """Turn a tensor, array or nested list into a float ndarray of rank ``ndim``, or raise
-    (``shape`` names the expected axes in the message; default "(T, H)" for rank 2, "(N,)" otherwise)."""
-    if hasattr(values, "detach"):  # a torch tensor, possibly on a GPU or requiring grad
-        values = values.detach().cpu().numpy()
-    try:
-        array = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be numbers (a tensor, array or list); got {type(values).__name__}") from error
-    if array.ndim != ndim:
-        shape = shape or ("(T, H)" if ndim == 2 else "(N,)")
-        raise ValueError(f"{name} must have shape {shape} (rank {ndim}); got shape {array.shape} (rank {array.ndim})")
-    if array.size == 0:
-        raise ValueError(f"{name} is empty; nothing to plot")
-    return array
-
-
-def _new_figure(figsize) -> tuple[Figure, plt.Axes]:
-    fig, ax = plt.subplots(figsize=figsize, layout="constrained", facecolor=FACECOLOR)
-    plt.close(fig)  # returned, not shown: the caller decides when to display or save it
-    return fig, ax
 
 
 def hidden_state_heatmap(states, labels: Sequence[str] | None = None, *, title: str | None = None,
@@ -102,7 +72,7 @@ def hidden_state_heatmap(states, labels: Sequence[str] | None = None, *, title: 
         The figure. Its axes hold one image whose array is ``states.T`` (shape (H, T)); the x axis
         is the step t (from 1), the y axis the unit, and a colour bar is labelled ``value_label``.
     """
-    array = _as_array(states, "states", ndim=2)
+    array = as_array(states, "states", ndim=2)
     steps, units = array.shape
     if labels is not None:
         labels = [str(label) for label in labels]
@@ -111,7 +81,7 @@ def hidden_state_heatmap(states, labels: Sequence[str] | None = None, *, title: 
     every_step = labels is not None or steps <= 32
     width = max(figsize[0], 2.0 + 0.28 * steps) if every_step else figsize[0]
     height = max(figsize[1], min(1.2 + 0.25 * units, 5.0))
-    fig, ax = _new_figure((width, height))
+    fig, ax = new_figure((width, height))
     image = ax.imshow(array.T, aspect="auto", cmap="RdBu_r", vmin=-1.0, vmax=1.0, interpolation="nearest",
                       extent=(0.5, steps + 0.5, units - 0.5, -0.5))  # column t centred on x = t
     if every_step:
@@ -142,9 +112,9 @@ def loss_curve(losses, *, baseline: float | None = None, baseline_label: str = "
         The figure: its axes' first line is the raw loss (x = 1 ... N), then the running mean if
         ``smooth``, then the baseline if given.
     """
-    values = _as_array(losses, "losses", ndim=1)
+    values = as_array(losses, "losses", ndim=1)
     steps = np.arange(1, values.size + 1)
-    fig, ax = _new_figure(figsize)
+    fig, ax = new_figure(figsize)
     ax.plot(steps, values, color="tab:blue", alpha=0.45 if smooth else 1.0, lw=1, label="loss per step")
     if smooth is not None:
         if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 2:
@@ -183,7 +153,7 @@ def accuracy_bars(accuracies: Mapping[str, float], *, chance: float | None = Non
     if not isinstance(accuracies, Mapping) or not accuracies:
         raise TypeError("accuracies must be a non-empty mapping {model name: accuracy in [0, 1]}")
     names = [str(name) for name in accuracies]
-    values = _as_array(list(accuracies.values()), "accuracies", ndim=1)
+    values = as_array(list(accuracies.values()), "accuracies", ndim=1)
     if np.any(values < 0) or np.any(values > 1):
         raise ValueError(f"accuracies must be fractions in [0, 1]; got {dict(zip(names, values.tolist()))}")
     if highlight is not None and highlight not in names:
@@ -192,14 +162,14 @@ def accuracy_bars(accuracies: Mapping[str, float], *, chance: float | None = Non
     unknown = set(spread) - set(names)
     if unknown:
         raise ValueError(f"spread names models that have no bar: {sorted(unknown)}")
-    fig, ax = _new_figure(figsize)
+    fig, ax = new_figure(figsize)
     bars = ax.bar(names, values, color=["tab:green" if n == highlight else "tab:gray" for n in names],
                   label="this run" if spread else None)
     ax.bar_label(bars, labels=[f"{v:.3f}" for v in values], padding=2)
     handles = [bars] if spread else []
     if spread:
         where = [names.index(name) for name in spread]
-        low, high = (_as_array([spread[name][k] for name in spread], "spread", ndim=1) for k in (0, 1))
+        low, high = (as_array([spread[name][k] for name in spread], "spread", ndim=1) for k in (0, 1))
         middle = (low + high) / 2
         handles.append(ax.errorbar(where, middle, yerr=(middle - low, high - middle), fmt="none", ecolor="black",
                                    elinewidth=1.5, capsize=5, label=spread_label))
@@ -232,12 +202,12 @@ def memory_vs_length(lengths, curves, *, unit: str = "KiB", title: str | None = 
     scale = {"B": 1, "KiB": 1024, "MiB": 1024**2}
     if unit not in scale:
         raise ValueError(f"unit must be one of {', '.join(scale)}; got {unit!r}")
-    xs = _as_array(lengths, "lengths", ndim=1)
+    xs = as_array(lengths, "lengths", ndim=1)
     if not isinstance(curves, Mapping):
         curves = {"saved for backward": curves}
-    fig, ax = _new_figure(figsize)
+    fig, ax = new_figure(figsize)
     for label, nbytes in curves.items():
-        ys = _as_array(nbytes, f"curves[{label!r}]", ndim=1)
+        ys = as_array(nbytes, f"curves[{label!r}]", ndim=1)
         if ys.size != xs.size:
             raise ValueError(f"curves[{label!r}] has {ys.size} values but lengths has {xs.size}: need one per T")
         ax.plot(xs, ys / scale[unit], marker="o", label=str(label))
@@ -259,7 +229,7 @@ def _curves(curves, name: str) -> dict[str, np.ndarray]:
         curves = {"": curves}
     if not curves:
         raise ValueError(f"{name} is empty; nothing to plot")
-    return {str(label): _as_array(values, f"{name}[{label!r}]", ndim=1) for label, values in curves.items()}
+    return {str(label): as_array(values, f"{name}[{label!r}]", ndim=1) for label, values in curves.items()}
 
 
 def gradient_norms(x, curves, *, xlabel: str = "distance k (steps back from the loss)",
@@ -286,14 +256,14 @@ def gradient_norms(x, curves, *, xlabel: str = "distance k (steps back from the 
         The figure: one line per curve, in the order given, then the reference line, then the
         vertical line, if any.
     """
-    xs = _as_array(x, "x", ndim=1)
+    xs = as_array(x, "x", ndim=1)
     ys = _curves(curves, "curves")
     styles = dict(styles or {})
     spread = dict(spread or {})
     unknown = (set(styles) | set(spread)) - set(ys)
     if unknown:
         raise ValueError(f"styles or spread name curves that do not exist: {sorted(unknown)}")
-    fig, ax = _new_figure(figsize)
+    fig, ax = new_figure(figsize)
     for label, values in ys.items():
         if values.size != xs.size:
             raise ValueError(f"curves[{label!r}] has {values.size} values but x has {xs.size}: need one per x")
@@ -334,7 +304,7 @@ def loss_curves(curves, *, baseline: float | None = None, baseline_label: str = 
     ys = _curves(curves, "curves")
     if smooth is not None and (isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 2):
         raise ValueError(f"smooth must be an int >= 2 (a window of steps) or None; got {smooth!r}")
-    fig, ax = _new_figure(figsize)
+    fig, ax = new_figure(figsize)
     for label, values in ys.items():
         steps = np.arange(1, values.size + 1)
         if smooth is None:
@@ -368,7 +338,7 @@ def eigenvalue_plot(eigenvalues, *, title: str | None = None, figsize=(6.0, 4.0)
     """
     if not isinstance(eigenvalues, Mapping):
         eigenvalues = {"": eigenvalues}
-    fig, ax = _new_figure(figsize)
+    fig, ax = new_figure(figsize)
     angle = np.linspace(0, 2 * np.pi, 256)
     ax.plot(np.cos(angle), np.sin(angle), color="gray", lw=1, ls=":", label="|λ| = 1")
     for (label, values), marker in zip(eigenvalues.items(), "oxs^v+"):
@@ -418,7 +388,7 @@ def _spread_handles(ax, spread, spread_label: str) -> list:
 def _draw_spread(ax, xs: np.ndarray, low_high, label: str, color) -> None:
     """The range (lows (N,), highs (N,)) behind the line ``label``: a band when every x has one, else
     error bars at the x that have one (NaN marks an x without)."""
-    low, high = (_as_array(v, f"spread[{label!r}]", ndim=1) for v in low_high)
+    low, high = (as_array(v, f"spread[{label!r}]", ndim=1) for v in low_high)
     if low.size != xs.size or high.size != xs.size:
         raise ValueError(f"spread[{label!r}] needs {xs.size} lows and {xs.size} highs (NaN where none is recorded)")
     if np.all(np.isfinite(low) & np.isfinite(high)):
@@ -458,15 +428,15 @@ def metric_vs_length(lengths, curves, *, baseline=None, baseline_label: str = "b
     Returns:
         The figure: one line per model (with its band or bars), then the baseline.
     """
-    xs = _as_array(lengths, "lengths", ndim=1)
-    fig, ax = _new_figure(figsize)
+    xs = as_array(lengths, "lengths", ndim=1)
+    fig, ax = new_figure(figsize)
     extra = _draw_scores(ax, xs, curves, spread, dashed, spread_label)
     if logx:
         ax.set_xscale("log")
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
         ax.minorticks_off()
     if baseline is not None:
-        base = np.broadcast_to(_as_array(np.atleast_1d(baseline), "baseline", ndim=1), xs.shape)
+        base = np.broadcast_to(as_array(np.atleast_1d(baseline), "baseline", ndim=1), xs.shape)
         ax.plot(xs, base, color="tab:red", ls="--", lw=1.2, label=baseline_label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -498,15 +468,13 @@ def scores_by_task(tasks: Mapping[str, Mapping], *, spread: Mapping[str, Mapping
     unknown = set(spread) - set(tasks)
     if unknown:
         raise ValueError(f"spread names tasks that have no panel: {sorted(unknown)}")
-    fig, axes = plt.subplots(1, len(tasks), squeeze=False, layout="constrained", facecolor=FACECOLOR,
-                             figsize=(panel_width * len(tasks), 4.4))
-    plt.close(fig)  # returned, not shown (module docstring)
+    fig, axes = new_figure((panel_width * len(tasks), 4.4), grid=(1, len(tasks)))
     extra = []
     for ax, (task, panel) in zip(axes[0], tasks.items()):
         missing = {"lengths", "scores", "chance"} - set(panel)
         if missing:
             raise ValueError(f"tasks[{task!r}] lacks {sorted(missing)}")
-        xs = _as_array(panel["lengths"], f"tasks[{task!r}]['lengths']", ndim=1)
+        xs = as_array(panel["lengths"], f"tasks[{task!r}]['lengths']", ndim=1)
         extra = _draw_scores(ax, xs, panel["scores"], spread.get(task), dashed, spread_label) or extra
         ax.axhline(float(panel["chance"]), color="gray", lw=0.8, label="chance / baseline")
         if panel.get("bar") is not None:
@@ -519,114 +487,7 @@ def scores_by_task(tasks: Mapping[str, Mapping], *, spread: Mapping[str, Mapping
     return fig
 
 
-# ---- the Attention chapter -------------------------------------------------------------------
-
-
-def _tick_labels(labels, n: int, name: str, axis: str) -> list[str]:
-    if labels is None:
-        return [str(i) for i in range(1, n + 1)]
-    labels = [str(label) for label in labels]
-    if len(labels) != n:
-        raise ValueError(f"{name} must give one label per {axis}: the weights have {n}, got {len(labels)} labels")
-    return labels
-
-
-def _attention_panel(ax, weights: np.ndarray, x_labels: list[str], y_labels: list[str], title: str,
-                     framed: bool = False, fontsize: str = "x-small"):
-    """One (T, S) matrix of attention weights on ``ax``, colour scale [0, 1]; returns the image."""
-    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set_title(title, fontsize="small", color="tab:red" if framed else "black")
-    ax.set_xticks(range(weights.shape[1]), x_labels, fontsize=fontsize)
-    ax.set_yticks(range(weights.shape[0]), y_labels, fontsize=fontsize)
-    if framed:
-        for spine in ax.spines.values():
-            spine.set(color="tab:red", linewidth=2.5)
-    return image
-
-
-def attention_maps(weights: Mapping[str, object], *, source_labels: Sequence[str] | None = None,
-                   target_labels: Mapping[str, Sequence[str]] | Sequence[str] | None = None,
-                   xlabel: str = "source token x_j", ylabel: str = "output token (step t)",
-                   panel_size: float = 3.6) -> Figure:
-    """Side by side, the attention weights of several models on the same source: panel m is model
-    m's alpha_{t,j}, the weight that output step t puts on source position j.
-
-    Args:
-        weights: {model: (T, S)} in panel order, e.g. the second value of
-            ``Seq2Seq.greedy(src, T, return_attention=True)`` for one sequence; values in [0, 1].
-        source_labels: S tick labels (the source tokens), shared; default ``1 ... S``.
-        target_labels: T tick labels per model ({model: labels}: each model writes its own output),
-            or one list for all; default ``1 ... T``.
-
-    Returns:
-        The figure: one axes per model, in order, holding one image whose array is that model's
-        weights, titled "<model> attention alpha_t,j", then one colour bar "attention weight".
-    """
-    if not isinstance(weights, Mapping) or not weights:
-        raise TypeError("weights must be a non-empty mapping {model: attention weights (T, S)}")
-    arrays = {str(name): _as_array(w, f"weights[{name!r}]", ndim=2, shape="(T, S)") for name, w in weights.items()}
-    fig, axes = plt.subplots(1, len(arrays), squeeze=False, layout="constrained", facecolor=FACECOLOR,
-                             figsize=(0.9 + panel_size * len(arrays), panel_size))
-    plt.close(fig)  # returned, not shown (module docstring)
-    for ax, (name, array) in zip(axes[0], arrays.items()):
-        T, S = array.shape
-        rows = target_labels.get(name) if isinstance(target_labels, Mapping) else target_labels
-        image = _attention_panel(ax, array, _tick_labels(source_labels, S, "source_labels", "source position"),
-                                 _tick_labels(rows, T, "target_labels", "target position"),
-                                 f"{name} attention $\\alpha_{{t,j}}$", fontsize="small")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-    fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
-    return fig
-
-
-def attention_heads(weights, *, source_labels: Sequence[str] | None = None,
-                    target_labels: Sequence[str] | None = None, highlight: Sequence[tuple[int, int]] = (),
-                    title: str | None = None, panel_size: float = 1.9) -> Figure:
-    """Every head's attention weights at once: a grid of heatmaps, row l = layer l, column i = head i.
-
-    Args:
-        weights: shape (L, nh, T, S): for layer l and head i, the weight of query (target) position t
-            on key (source) position j, e.g. ``TransformerSeq2Seq.greedy(..., return_attention=True)[1][b]``
-            for one sequence b. Values lie in [0, 1] (rows sum to 1), the colour scale.
-        source_labels: S tick labels for the keys (the source tokens); default ``1 ... S``.
-        target_labels: T tick labels for the queries (the tokens written); default ``1 ... T``.
-        highlight: (layer, head) pairs, counted from 0, whose panels get a red frame (e.g. the heads
-            a measurement picked out).
-        title: optional figure title.   panel_size: inches per panel.
-
-    Returns:
-        The figure: L * nh axes in row-major order (layer, then head), each holding one image whose
-        array is ``weights[l, i]`` and titled "layer l+1, head i+1", then one colour bar.
-    """
-    array = _as_array(weights, "weights", ndim=4, shape="(L, nh, T, S)")
-    layers, heads, T, S = array.shape
-    x_labels = _tick_labels(source_labels, S, "source_labels", "source position")
-    y_labels = _tick_labels(target_labels, T, "target_labels", "target position")
-    framed = set()
-    for pair in highlight:
-        l, i = pair
-        if not (0 <= l < layers and 0 <= i < heads):
-            raise ValueError(f"highlight names (layer {l}, head {i}), but the weights have {layers} layers "
-                             f"and {heads} heads (counted from 0)")
-        framed.add((l, i))
-    fig, axes = plt.subplots(layers, heads, squeeze=False, layout="constrained", facecolor=FACECOLOR,
-                             figsize=(0.6 + panel_size * heads * max(1.0, S / T), 0.4 + panel_size * layers))
-    plt.close(fig)  # returned, not shown (module docstring)
-    for l in range(layers):
-        for i in range(heads):
-            image = _attention_panel(axes[l, i], array[l, i], x_labels if l == layers - 1 else [""] * S,
-                                     y_labels if i == 0 else [""] * T, f"layer {l + 1}, head {i + 1}",
-                                     framed=(l, i) in framed)
-        axes[l, 0].set_ylabel("target", fontsize="small")
-    for ax in axes[-1]:
-        ax.set_xlabel("source", fontsize="small")
-    fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
-    if title:
-        fig.suptitle(title)
-    return fig
-
-
+# ---- costs and panels (the Attention, State-space and Comparison chapters) ----------------
 def cost_vs_length(x, seconds: Mapping[str, object], saved_bytes: Mapping[str, object], *,
                    xlabel: str = "sequence length T", time_ylabel: str = "ms",
                    time_title: str = "time", memory_title: str = "memory", memory_unit: str = "MiB",
@@ -656,14 +517,14 @@ def cost_vs_length(x, seconds: Mapping[str, object], saved_bytes: Mapping[str, o
     scale = {"KiB": 2**10, "MiB": 2**20, "MB": 2**20}
     if memory_unit not in scale:
         raise ValueError(f"memory_unit must be one of {', '.join(scale)}; got {memory_unit!r}")
-    xs = _as_array(x, "x", ndim=1)
+    xs = as_array(x, "x", ndim=1)
     times, memory = _curves(seconds, "seconds"), _curves(saved_bytes, "saved_bytes")
     if quadratic_through is not None and quadratic_through not in memory:
         raise ValueError(f"quadratic_through={quadratic_through!r} is not one of the models: {', '.join(memory)}")
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
         raise ValueError(f"window must be an int >= 1 or None; got {window!r}")
-    fig, (left, right) = plt.subplots(1, 2, layout="constrained", facecolor=FACECOLOR, figsize=figsize)
-    plt.close(fig)  # returned, not shown (module docstring)
+    fig, axes = new_figure(figsize, grid=(1, 2))
+    left, right = axes[0]
     for panel, curves, name in ((left, times, "seconds"), (right, memory, "saved_bytes")):
         for label, values in curves.items():
             if values.size != xs.size:
@@ -716,11 +577,9 @@ def curve_panels(x, panels: Mapping[str, Mapping[str, object]], *, xlabel: str, 
         raise ValueError(f"legend must be 'each', 'last' or 'none'; got {legend!r}")
     if not isinstance(panels, Mapping) or not panels:
         raise TypeError("panels must be a non-empty mapping {title: {label: values}}")
-    xs = _as_array(x, "x", ndim=1)
+    xs = as_array(x, "x", ndim=1)
     styles = dict(styles or {})
-    fig, axes = plt.subplots(1, len(panels), squeeze=False, sharey=True, layout="constrained",
-                             facecolor=FACECOLOR, figsize=(panel_size[0] * len(panels), panel_size[1]))
-    plt.close(fig)  # returned, not shown (module docstring)
+    fig, axes = new_figure((panel_size[0] * len(panels), panel_size[1]), grid=(1, len(panels)), sharey=True)
     for k, (ax, (title, curves)) in enumerate(zip(axes[0], panels.items())):
         for label, values in _curves(curves, f"panels[{title!r}]").items():
             if values.size > xs.size:
@@ -736,152 +595,5 @@ def curve_panels(x, panels: Mapping[str, Mapping[str, object]], *, xlabel: str, 
         ax.set_xlabel(xlabel)
         if legend == "each" or (legend == "last" and k == len(panels) - 1):
             ax.legend(fontsize="small", loc="best")
-    axes[0, 0].set_ylabel(ylabel)
-    return fig
-
-
-# ---- the State-space chapter -----------------------------------------------------------------
-
-
-def discretization_samples(t_fine, continuous, t_k, samples: Mapping[str, object], inputs, *,
-                           ylabel: str = "first state component", figsize=(7.0, 3.0)) -> Figure:
-    """A continuous system's response next to the samples of its discretizations, and the input.
-
-    Args:
-        t_fine: shape (M,), a fine time grid.   continuous: shape (M,), the state on it (e.g. from
-            ``ops.discretize.integrate``).
-        t_k: shape (K,), the sample times k Delta.   samples: {method: (K,)}, the discretized
-            recurrence's state at those times (e.g. "zoh", "bilinear"), drawn as markers.
-        inputs: shape (K,), the input x_k, held over the step that ends at t_k (zero-order hold).
-
-    Returns:
-        The figure: a grey line (the continuous system), one marker set per method, then the
-        input as a faint red staircase; a legend naming them.
-    """
-    tf, yf = _as_array(t_fine, "t_fine", ndim=1), _as_array(continuous, "continuous", ndim=1)
-    tk, xk = _as_array(t_k, "t_k", ndim=1), _as_array(inputs, "inputs", ndim=1)
-    if tf.size != yf.size:
-        raise ValueError(f"continuous has {yf.size} values but t_fine has {tf.size}")
-    if xk.size != tk.size or tk.size < 2:
-        raise ValueError(f"inputs needs one value per sample time (at least 2): t_k has {tk.size}, inputs {xk.size}")
-    fig, ax = _new_figure(figsize)
-    ax.plot(tf, yf, color="gray", lw=1.5, label="continuous system")
-    for (method, values), marker in zip(samples.items(), "ox+sd^"):
-        ys = _as_array(values, f"samples[{method!r}]", ndim=1)
-        if ys.size != tk.size:
-            raise ValueError(f"samples[{method!r}] has {ys.size} values but t_k has {tk.size}")
-        ax.plot(tk, ys, marker, label=str(method))
-    step = tk[1] - tk[0]
-    ax.step(np.r_[tk[0] - step, tk], np.r_[xk[0], xk], where="pre", color="tab:red", alpha=0.3, label="input x(t)")
-    ax.set_xlabel("time t")
-    ax.set_ylabel(ylabel)
-    ax.legend(loc="upper right", fontsize="small")
-    return fig
-
-
-def memory_decay(lags, kernels: Mapping[float, object], gates: Sequence[float], *,
-                 floor: float = 1e-4, figsize=(7.5, 3.6)) -> Figure:
-    """How much of an input l steps back is left: S4D kernels against their envelope
-    exp(-l / tau), tau = 2 / Delta (modes with Re a = -1/2), and an LSTM's f^l, on log-log axes.
-
-    Args:
-        lags: shape (L,), the lags l = 0, 1, ... (lag 0 is not drawn: the axes are logarithmic).
-        kernels: {Delta: ``|K_l|`` / bound, shape (L,)}, one S4D channel per step size, normalised by
-            the largest value the kernel can take; each is drawn thin with its envelope dashed in
-            the same colour.
-        gates: forget-gate values f, each drawn as f^l in black.
-        floor: the lower y limit (kernel values below it are drawn at a tenth of it).
-
-    Returns:
-        The figure: per Delta a thin kernel line then its dashed envelope (labelled), then one
-        black line per gate value (labelled "LSTM, f = ...: f^l").
-    """
-    ls = _as_array(lags, "lags", ndim=1)[1:]
-    if ls.size == 0:
-        raise ValueError("lags needs at least two lags (lag 0 is not drawn)")
-    fig, ax = _new_figure(figsize)
-    for delta, kernel in kernels.items():
-        k = _as_array(kernel, f"kernels[{delta!r}]", ndim=1)
-        if k.size != ls.size + 1:
-            raise ValueError(f"kernels[{delta!r}] has {k.size} values but lags has {ls.size + 1}")
-        line, = ax.loglog(ls, np.maximum(np.abs(k[1:]), floor / 10), lw=0.6, alpha=0.6)
-        ax.loglog(ls, np.exp(-ls * float(delta) / 2), color=line.get_color(), ls="--", lw=1.5,
-                  label=f"S4D, delta = {float(delta):g}: exp(-l/tau), |K_l|")
-    for f_value, style in zip(gates, (":", "-.", (0, (5, 1)), "-")):
-        ax.loglog(ls, float(f_value) ** ls, color="black", ls=style, lw=1.2, label=f"LSTM, f = {float(f_value):.2f}: f^l")
-    ax.set_ylim(floor, 1.5)
-    ax.set_xlabel("lag l (steps)")
-    ax.set_ylabel("memory of an input l steps back")
-    ax.legend(loc="lower left", fontsize="x-small")
-    return fig
-
-
-def token_bars(tokens: Sequence[str], rows: Mapping[str, object], *, highlight: Sequence[bool] | None = None,
-               title: str | None = None, figsize=(8.0, 3.8)) -> Figure:
-    """Per-step quantities along one sequence: one bar chart per quantity, stacked, sharing the
-    token axis.
-
-    Args:
-        tokens: the T input tokens, the x tick labels of the bottom panel.
-        rows: {y label: values (T,)}, one panel each, top to bottom.
-        highlight: T booleans: bars of highlighted steps are blue, the others light grey.
-
-    Returns:
-        The figure: one axes per row, each holding T bars whose heights are its values; the top
-        one carries the title.
-    """
-    tokens = [str(t) for t in tokens]
-    if not isinstance(rows, Mapping) or not rows:
-        raise TypeError("rows must be a non-empty mapping {y label: values (T,)}")
-    mask = [True] * len(tokens) if highlight is None else [bool(h) for h in highlight]
-    if len(mask) != len(tokens):
-        raise ValueError(f"highlight needs one flag per token: {len(tokens)} tokens, {len(mask)} flags")
-    colors = ["tab:blue" if m else "lightgray" for m in mask]
-    fig, axes = plt.subplots(len(rows), 1, squeeze=False, sharex=True, layout="constrained",
-                             facecolor=FACECOLOR, figsize=figsize)
-    plt.close(fig)  # returned, not shown (module docstring)
-    for ax, (label, values) in zip(axes[:, 0], rows.items()):
-        ys = _as_array(values, f"rows[{label!r}]", ndim=1)
-        if ys.size != len(tokens):
-            raise ValueError(f"rows[{label!r}] has {ys.size} values but there are {len(tokens)} tokens")
-        ax.bar(range(len(tokens)), ys, color=colors)
-        ax.set_ylabel(str(label))
-    axes[-1, 0].set_xticks(range(len(tokens)), tokens)
-    if title:
-        axes[0, 0].set_title(title)
-    return fig
-
-
-def matrix_panels(matrices: Mapping[str, object], *, signed: Sequence[str] = (), xlabel: str = "input step j",
-                  ylabel: str = "output step i", panel_size=(3.75, 3.2)) -> Figure:
-    """Matrices side by side as heat maps, each with its own colour bar.
-
-    Args:
-        matrices: {title: (T, S)}, in panel order, e.g. the decay mask L and the SSD matrix M.
-        signed: titles of matrices with both signs: a diverging scale symmetric about 0; the others
-            run from 0 to their largest absolute value.
-
-    Returns:
-        The figure: one axes per matrix, holding one image whose array is the matrix, then one colour
-        bar per matrix.
-    """
-    if not isinstance(matrices, Mapping) or not matrices:
-        raise TypeError("matrices must be a non-empty mapping {title: matrix (T, S)}")
-    unknown = set(signed) - set(matrices)
-    if unknown:
-        raise ValueError(f"signed names matrices that are not given: {sorted(unknown)}")
-    fig, axes = plt.subplots(1, len(matrices), squeeze=False, layout="constrained", facecolor=FACECOLOR,
-                             figsize=(panel_size[0] * len(matrices), panel_size[1]))
-    plt.close(fig)  # returned, not shown (module docstring)
-    for ax, (title, matrix) in zip(axes[0], matrices.items()):
-        array = _as_array(matrix, f"matrices[{title!r}]", ndim=2, shape="(T, S)")
-        limit = float(np.abs(array).max()) or 1.0
-        if title in signed:
-            image = ax.imshow(array, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-        else:
-            image = ax.imshow(array, cmap="viridis", vmin=0.0, vmax=limit, interpolation="nearest")
-        ax.set_title(str(title), fontsize="medium")
-        ax.set_xlabel(xlabel)
-        fig.colorbar(image, ax=ax, shrink=0.8)
     axes[0, 0].set_ylabel(ylabel)
     return fig

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from .alt_text import FACECOLOR, figure_img
+from .alt_text import figure_img
+from .figure import new_figure
 from ..models.tcn import receptive_field
 from ..validation import WEIGHTS_DTYPE, expect_int, expect_tensor, module_dtype_device
 
@@ -144,8 +144,7 @@ def receptive_field_figure(kernel_size: int, num_levels: int, convs_per_block: i
     rows = len(dilations) + 1
     if figsize is None:
         figsize = (min(12.0, max(6.5, 3.0 + 0.09 * steps)), 1.2 + 0.42 * rows)
-    fig, ax = plt.subplots(figsize=figsize, layout="constrained", facecolor=FACECOLOR)
-    plt.close(fig)  # returned, not shown: the caller decides when to display or save it
+    fig, ax = new_figure(figsize)
     size = 14 if steps <= 40 else (6 if steps <= 120 else 2)
     for row in range(rows):
         ax.scatter(np.arange(steps), np.full(steps, row), s=size, color="0.85", zorder=1)
