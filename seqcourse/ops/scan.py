@@ -130,9 +130,9 @@ def linear_scan_fast(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None =
 PAGE_BYTES = 4096
 """The memory page size of Linux on x86 and most ARM machines, used by ``_new_like``."""
 
-
 def _new_like(x: torch.Tensor) -> torch.Tensor:
-    """An uninitialised tensor like x whose pages have been touched by all of torch's threads.
+    """An uninitialised contiguous tensor of x's shape, dtype and device, its pages touched by all
+    of torch's threads.
 
     A large allocation (past glibc's mmap threshold, at most 32 MB) is fresh memory, and each of its
     pages costs a page fault on first write, taken by the thread that writes it. The loops of
@@ -140,7 +140,7 @@ def _new_like(x: torch.Tensor) -> torch.Tensor:
     threads, so all the faults would fall on one thread; one write per page first, which torch
     does split, spreads them over all threads (it measured 17% off the scan's time on a 2-core
     VM, and nothing where the pages are huge)."""
-    out = torch.empty_like(x)
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if out.device.type == "cpu":
         out.view(-1)[:: max(1, PAGE_BYTES // out.element_size())].zero_()
     return out
@@ -165,37 +165,35 @@ class _LinearScanFast(torch.autograd.Function):
     def forward(ctx, a, b, h0):
         a, b = _time_major(a), _time_major(b)
         h = _new_like(b)  # (T, B, ...); each step's slice h[t] is contiguous
+        a_steps, b_steps, h_steps = a.unbind(0), b.unbind(0), h.unbind(0)  # views made once, not per step
         if h0 is None:
-            h[0].copy_(b[0])  # h_1 = a_1 * 0 + b_1
+            h_steps[0].copy_(b_steps[0])  # h_1 = a_1 * 0 + b_1
         else:
-            torch.mul(a[0], h0, out=h[0])
-            h[0].add_(b[0])
-        for t in range(1, a.shape[0]):  # h_t = a_t * h_{t-1} + b_t: a multiply, then an add, as in the loop
-            torch.mul(a[t], h[t - 1], out=h[t])
-            h[t].add_(b[t])
+            torch.addcmul(b_steps[0], a_steps[0], h0, out=h_steps[0])
+        for t in range(1, len(h_steps)):  # h_t = b_t + a_t * h_{t-1}: one kernel per step, no allocation
+            torch.addcmul(b_steps[t], a_steps[t], h_steps[t - 1], out=h_steps[t])
         ctx.save_for_backward(a, h, h0)
         return h
 
     @staticmethod
     def backward(ctx, grad_h):
         a, h, h0 = ctx.saved_tensors  # a, h (T, B, ...), h0 (B, ...) or None
+        want_a = ctx.needs_input_grad[0]
         with torch.no_grad():
             g = grad_h.contiguous()  # (T, B, ...), the gradient reaching each h_t from the outputs
             g_b = _new_like(g)
-            g_b[-1].copy_(g[-1])
-            for t in range(a.shape[0] - 2, -1, -1):  # g_b,t = g_t + a_{t+1} * g_b,t+1
-                torch.mul(a[t + 1], g_b[t + 1], out=g_b[t])
-                g_b[t].add_(g[t])
-            g_a = g_h0 = None
-            if ctx.needs_input_grad[0]:  # g_a,t = g_b,t * h_{t-1}, all steps at once
-                g_a = torch.empty_like(g_b)
+            g_a = _new_like(g) if want_a else None
+            g_steps, a_steps, g_b_steps = g.unbind(0), a.unbind(0), g_b.unbind(0)
+            g_b_steps[-1].copy_(g_steps[-1])
+            for t in range(len(g_steps) - 2, -1, -1):  # g_b,t = g_t + a_{t+1} * g_b,t+1: one kernel per step
+                torch.addcmul(g_steps[t], a_steps[t + 1], g_b_steps[t + 1], out=g_b_steps[t])
+            if want_a:  # g_a,t = g_b,t * h_{t-1}, all steps in one kernel (split over torch's threads)
                 torch.mul(g_b[1:], h[:-1], out=g_a[1:])
                 if h0 is None:
                     g_a[0].zero_()
                 else:
                     torch.mul(g_b[0], h0, out=g_a[0])
-            if ctx.needs_input_grad[2]:
-                g_h0 = a[0] * g_b[0]
+            g_h0 = a[0] * g_b[0] if ctx.needs_input_grad[2] else None
         if not ctx.needs_input_grad[1]:
             g_b = None
         if torch.is_grad_enabled():  # backward(create_graph=True): the gradients must refuse a second backward

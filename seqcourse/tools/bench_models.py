@@ -2,7 +2,8 @@
 
 Usage::
 
-    python -m seqcourse.tools.bench_models [--quick | --tiny] [--repeats N] [--device DEV] [--threads N] [--json PATH]
+    python -m seqcourse.tools.bench_models [--quick | --tiny] [--repeats N] [--device DEV] [--threads N]
+                                           [--only scan,grid,...] [--json PATH]
 
 ``python -m seqcourse bench`` (``make bench``) runs it after the notebook table. It measures, on one
 device, in one process:
@@ -107,6 +108,17 @@ TINY = Sizes(recurrent=(2, 12, 8), grid=((2,), (6, 12), (4,), (8,), (1, 2)), att
              attention_d_model=16, attention_heads=2, attention_lengths=(16, 32), s4d=(4, 4), scan=(1, 4, 2),
              scan_lengths=(8, 32), scan_threads=1, repeats=1)
 SIZES = {"full": FULL, "quick": QUICK, "tiny": TINY}
+
+TABLES = ("recurrent", "grid", "attention", "s4d", "scan")
+"""The benchmark's tables, as ``--only`` names them: the recurrent models at one size, the readable
+LSTM/GRU grid, attention, S4D's two modes, and the linear scans (the growth table takes the rows of
+s4d and scan that ran)."""
+
+
+def _check_tables(only: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(only, str) or not only or any(name not in TABLES for name in only):
+        raise ValueError(f"only must name one or more of {TABLES}; got {only!r}")
+    return tuple(only)
 
 
 def _forward_backward(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
@@ -355,6 +367,8 @@ def growth_rows(s4d: Sequence[dict], scans: Sequence[dict]) -> list[dict]:
     the ratios long / short. Linear in L gives about 4, quadratic 16."""
     rows = []
     for source, names in ((scans, tuple(LINEAR_SCANS)), (s4d, ("convolution", "recurrence"))):
+        if len(source) < 2:  # a table not run (``run(only=...)``)
+            continue
         short, long = source[-2], source[-1]
         for name in names:
             label = f"linear scan, {name}" if source is scans else f"S4D, {name}"
@@ -374,22 +388,36 @@ def _targets(results: dict, device: torch.device) -> list[dict]:
     def add(name, measured, bound, met):
         targets.append({"target": name, "measured": round(measured, 3), "bound": bound, "met": bool(met)})
 
-    for row in results["recurrent"]:
+    for row in results.get("recurrent", ()):
         if row["pass"] == "forward+backward":
             add(f"{row['model']} readable fwd+bwd / torch.nn", row["readable_ratio"], "<= 2.5",
                 row["readable_ratio"] <= 2.5)
             add(f"{row['model']} fast fwd+bwd / torch.nn", row["fast_ratio"], "<= 1.1", row["fast_ratio"] <= 1.1)
-    for row in results["attention"]:
+    for row in results.get("attention", ()):
         add(f"MHA fast fwd+bwd / (sdpa + projections), L={row['L']}", row["ours_fast_ratio"], "<= 1.1",
             row["ours_fast_ratio"] <= 1.1)
-    last = results["s4d"][-1]
-    add(f"S4D recurrence / convolution fwd+bwd, L={last['L']}", last["speedup"], ">= 4", last["speedup"] >= 4)
-    for name in ("LSTM", "GRU"):
+    if "s4d" in results:
+        last = results["s4d"][-1]
+        add(f"S4D recurrence / convolution fwd+bwd, L={last['L']}", last["speedup"], ">= 4", last["speedup"] >= 4)
+    for name in ("LSTM", "GRU") if "recurrent_grid" in results else ():
         ratios = [r["ratio"] for r in results["recurrent_grid"] if r["model"] == name]
         met = sum(r <= 2.5 for r in ratios)
         add(f"{name} readable fwd+bwd / torch.nn, worst of the grid ({met} of {len(ratios)} cells <= 2.5)",
             max(ratios), "<= 2.5", met == len(ratios))
-    short, last = results["linear_scan"][-2], results["linear_scan"][-1]
+    if "linear_scan" in results:
+        _scan_targets(results["linear_scan"], device, add)
+    for row in results["growth"]:
+        factor = row["long_L"] / row["L"]
+        for key, what in (("time_ratio", "time"), ("memory_ratio", "saved memory")):
+            # Linear growth is `factor` (4); quadratic factor² (16). Twice linear allows for noise.
+            add(f"{row['scan']}: {what} growth L={row['L']} -> {row['long_L']}", row[key],
+                f"<= {2 * factor:g} (linear {factor:g}, quadratic {factor ** 2:g})", row[key] <= 2 * factor)
+    return targets
+
+
+def _scan_targets(rows: Sequence[dict], device: torch.device, add) -> None:
+    """The linear scan's targets, from its two longest lengths, through ``add(name, measured, bound, met)``."""
+    short, last = rows[-2], rows[-1]
     speedup = 1 / last["fast_over_blelloch"]
     add(f"linear scan: Blelloch / fast fwd+bwd, L={last['L']}", speedup, ">= 2.5", speedup >= 2.5)
     add(f"linear scan: fast / traffic floor (copy bandwidth), L={last['L']}", last["fast_over_floor"], "<= 3",
@@ -400,13 +428,6 @@ def _targets(results: dict, device: torch.device) -> list[dict]:
     if device.type != "cpu":
         over = last["sequential_s"] / last["parallel_s"]
         add(f"linear scan: sequential / parallel fwd+bwd, L={last['L']} (GPU)", over, ">= 10", over >= 10)
-    for row in results["growth"]:
-        factor = row["long_L"] / row["L"]
-        for key, what in (("time_ratio", "time"), ("memory_ratio", "saved memory")):
-            # Linear growth is `factor` (4); quadratic factor² (16). Twice linear allows for noise.
-            add(f"{row['scan']}: {what} growth L={row['L']} -> {row['long_L']}", row[key],
-                f"<= {2 * factor:g} (linear {factor:g}, quadratic {factor ** 2:g})", row[key] <= 2 * factor)
-    return targets
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -425,52 +446,58 @@ def format_report(results: dict) -> str:
              f"{env['cpu_capability']}, GLIBC_TUNABLES={env['GLIBC_TUNABLES'] or '(unset)'}, median of "
              f"{env['repeats']} interleaved rounds, {env['size_set'].upper()} sizes"
              f"{': numbers mean nothing' if env['size_set'] == 'tiny' else ''})"]
-    B, T, H = env["sizes"]["recurrent"]
-    parts.append(f"\nRecurrent models vs torch.nn, B={B}, T={T}, D=H={H} (ms; ratio = ours / torch.nn)")
-    parts.append(_table(["model", "pass", "torch.nn", "readable", "fast", "readable x", "fast x"],
-                        [[r["model"], r["pass"], r["torch_s"] * ms, r["readable_s"] * ms, r["fast_s"] * ms,
-                          r["readable_ratio"], r["fast_ratio"]] for r in results["recurrent"]]))
     s = env["sizes"]
-    parts.append(f"\nMulti-head self-attention fwd+bwd, B={s['attention_batch']}, D={s['attention_d_model']}, "
-                 f"heads={s['attention_heads']} (ms; x = ratio to sdpa + projections; MB saved for backward)")
-    parts.append(_table(["L", "sdpa+proj", "ours fast", "x", "torch MHA", "x", "ours readable", "x",
-                         "MB fast", "MB readable"],
-                        [[r["L"], r["sdpa_projections_s"] * ms, r["ours_fast_s"] * ms, r["ours_fast_ratio"],
-                          r["torch_mha_s"] * ms, r["torch_mha_ratio"], r["ours_readable_s"] * ms,
-                          r["ours_readable_ratio"], r["ours_fast_saved_mb"], r["ours_readable_saved_mb"]]
-                         for r in results["attention"]]))
-    parts.append(f"\nS4D layer fwd+bwd, batch 4, H={s['s4d'][0]}, N={s['s4d'][1]} (ms; speed-up = recurrence / "
-                 "convolution)")
-    parts.append(_table(["L", "convolution", "recurrence", "speed-up", "MB conv", "MB rec"],
-                        [[r["L"], r["convolution_s"] * ms, r["recurrence_s"] * ms, r["speedup"],
-                          r["convolution_saved_mb"], r["recurrence_saved_mb"]] for r in results["s4d"]]))
-    b, d, n = s["scan"]
-    parts.append(f"\nLinear scan h_t = a_t * h_(t-1) + b_t (Mamba's recurrence) fwd+bwd, B={b}, d={d}, n={n}, "
-                 f"float32, {s['scan_threads']} thread(s) (ms; x = ratio to the Blelloch scan)")
-    names = list(LINEAR_SCANS)
-    parts.append(_table(["L"] + [h for name in names for h in (name, "x")],
-                        [[r["L"]] + [v for name in names for v in (r[f"{name}_s"] * ms, r[f"{name}_over_blelloch"])]
-                         for r in results["linear_scan"]]))
-    parts.append("Memory-traffic floor: the scan must read and write "
-                 f"{TRAFFIC_TENSORS} tensors of B*L*d*n floats; copy = torch copy into an allocated tensor, "
-                 "clone = into a new one (page faults included); fresh floor = 3 clones + 1 copy")
-    parts.append(_table(["L", "traffic MB", "copy GB/s", "clone GB/s", "floor ms", "fast / floor",
-                         "fresh floor ms", "fast / fresh floor"],
-                        [[r["L"], r["traffic_mb"], r["copy_gb_per_s"], r["clone_gb_per_s"], r["floor_s"] * ms,
-                          r["fast_over_floor"], r["fresh_floor_s"] * ms, r["fast_over_fresh_floor"]]
-                         for r in results["linear_scan"]]))
-    parts.append("\nReadable LSTM and GRU vs torch.nn, forward+backward, every cell of the grid (ms; x = ours / "
-                 "torch.nn;\nmatmuls = the readable loop's recurrent matrix multiplies alone, fwd+bwd; rest = the "
-                 "remainder of\nits time per step; ops = tensor operations per step, fwd+bwd)")
-    parts.append(_table(["model", "threads", "B", "T", "D", "H", "torch.nn", "readable", "x", "matmuls",
-                         "rest us/step", "ops/step"],
-                        [[r["model"], r["threads"], r["batch"], r["T"], r["input"], r["hidden"], r["torch_s"] * ms,
-                          r["readable_s"] * ms, r["ratio"], r["matmuls_s"] * ms, r["rest_per_step_us"],
-                          r["ops_per_step"]] for r in results["recurrent_grid"]]))
-    parts.append("\nGrowth from L to 4L of forward+backward (ratios long / short; linear = 4, quadratic = 16)")
-    parts.append(_table(["scan", "L", "4L", "time", "saved memory", "backward work"],
-                        [[r["scan"], r["L"], r["long_L"], r["time_ratio"], r["memory_ratio"],
-                          r.get("work_ratio", "-")] for r in results["growth"]]))
+    B, T, H = s["recurrent"]
+    if "recurrent" in results:
+        parts.append(f"\nRecurrent models vs torch.nn, B={B}, T={T}, D=H={H} (ms; ratio = ours / torch.nn)")
+        parts.append(_table(["model", "pass", "torch.nn", "readable", "fast", "readable x", "fast x"],
+                            [[r["model"], r["pass"], r["torch_s"] * ms, r["readable_s"] * ms, r["fast_s"] * ms,
+                              r["readable_ratio"], r["fast_ratio"]] for r in results["recurrent"]]))
+    if "attention" in results:
+        parts.append(f"\nMulti-head self-attention fwd+bwd, B={s['attention_batch']}, D={s['attention_d_model']}, "
+                     f"heads={s['attention_heads']} (ms; x = ratio to sdpa + projections; MB saved for backward)")
+        parts.append(_table(["L", "sdpa+proj", "ours fast", "x", "torch MHA", "x", "ours readable", "x",
+                             "MB fast", "MB readable"],
+                            [[r["L"], r["sdpa_projections_s"] * ms, r["ours_fast_s"] * ms, r["ours_fast_ratio"],
+                              r["torch_mha_s"] * ms, r["torch_mha_ratio"], r["ours_readable_s"] * ms,
+                              r["ours_readable_ratio"], r["ours_fast_saved_mb"], r["ours_readable_saved_mb"]]
+                             for r in results["attention"]]))
+    if "s4d" in results:
+        parts.append(f"\nS4D layer fwd+bwd, batch 4, H={s['s4d'][0]}, N={s['s4d'][1]} (ms; speed-up = recurrence / "
+                     "convolution)")
+        parts.append(_table(["L", "convolution", "recurrence", "speed-up", "MB conv", "MB rec"],
+                            [[r["L"], r["convolution_s"] * ms, r["recurrence_s"] * ms, r["speedup"],
+                              r["convolution_saved_mb"], r["recurrence_saved_mb"]] for r in results["s4d"]]))
+    if "linear_scan" in results:
+        b, d, n = s["scan"]
+        parts.append(f"\nLinear scan h_t = a_t * h_(t-1) + b_t (Mamba's recurrence) fwd+bwd, B={b}, d={d}, n={n}, "
+                     f"float32, {s['scan_threads']} thread(s) (ms; x = ratio to the Blelloch scan)")
+        names = list(LINEAR_SCANS)
+        parts.append(_table(["L"] + [h for name in names for h in (name, "x")],
+                            [[r["L"]] + [v for name in names for v in (r[f"{name}_s"] * ms, r[f"{name}_over_blelloch"])]
+                             for r in results["linear_scan"]]))
+        parts.append("Memory-traffic floor: the scan must read and write "
+                     f"{TRAFFIC_TENSORS} tensors of B*L*d*n floats; copy = torch copy into an allocated tensor, "
+                     "clone = into a new one (page faults included); fresh floor = 3 clones + 1 copy")
+        parts.append(_table(["L", "traffic MB", "copy GB/s", "clone GB/s", "floor ms", "fast / floor",
+                             "fresh floor ms", "fast / fresh floor"],
+                            [[r["L"], r["traffic_mb"], r["copy_gb_per_s"], r["clone_gb_per_s"], r["floor_s"] * ms,
+                              r["fast_over_floor"], r["fresh_floor_s"] * ms, r["fast_over_fresh_floor"]]
+                             for r in results["linear_scan"]]))
+    if "recurrent_grid" in results:
+        parts.append("\nReadable LSTM and GRU vs torch.nn, forward+backward, every cell of the grid (ms; x = ours / "
+                     "torch.nn;\nmatmuls = the readable loop's recurrent matrix multiplies alone, fwd+bwd; rest = the "
+                     "remainder of\nits time per step; ops = tensor operations per step, fwd+bwd)")
+        parts.append(_table(["model", "threads", "B", "T", "D", "H", "torch.nn", "readable", "x", "matmuls",
+                             "rest us/step", "ops/step"],
+                            [[r["model"], r["threads"], r["batch"], r["T"], r["input"], r["hidden"], r["torch_s"] * ms,
+                              r["readable_s"] * ms, r["ratio"], r["matmuls_s"] * ms, r["rest_per_step_us"],
+                              r["ops_per_step"]] for r in results["recurrent_grid"]]))
+    if results["growth"]:
+        parts.append("\nGrowth from L to 4L of forward+backward (ratios long / short; linear = 4, quadratic = 16)")
+        parts.append(_table(["scan", "L", "4L", "time", "saved memory", "backward work"],
+                            [[r["scan"], r["L"], r["long_L"], r["time_ratio"], r["memory_ratio"],
+                              r.get("work_ratio", "-")] for r in results["growth"]]))
     parts.append("\nTargets")
     parts.append(_table(["target", "measured", "bound", ""],
                         [[t["target"], t["measured"], t["bound"], "met" if t["met"] else "MISSED"]
@@ -480,12 +507,15 @@ def format_report(results: dict) -> str:
     return "\n".join(parts)
 
 
-def run(*, size_set: str = "full", repeats: int | None = None, device=None, threads: int | None = 1) -> dict:
-    """Run every benchmark at the sizes ``SIZES[size_set]`` and return the results (the JSON's
-    content). ``threads=None`` keeps torch's thread count; otherwise it is set for the run (except
-    the grid and the scan table, which set their own) and restored after."""
+def run(*, size_set: str = "full", repeats: int | None = None, device=None, threads: int | None = 1,
+        only: Sequence[str] = TABLES) -> dict:
+    """Run the benchmarks named in ``only`` (default all of ``TABLES``) at the sizes ``SIZES[size_set]``
+    and return the results (the JSON's content; a table not run is absent). ``threads=None`` keeps
+    torch's thread count; otherwise it is set for the run (except the grid and the scan table, which
+    set their own) and restored after."""
     if size_set not in SIZES:
         raise ValueError(f"size_set must be one of {sorted(SIZES)}; got {size_set!r}")
+    only = _check_tables(only)
     sizes = SIZES[size_set]
     repeats = sizes.repeats if repeats is None else expect_int(repeats, "repeats", minimum=1)
     device = get_device(device)
@@ -502,14 +532,19 @@ def run(*, size_set: str = "full", repeats: int | None = None, device=None, thre
                             "size_set": size_set, "repeats": repeats, "sizes": asdict(sizes)},
         }
         start = time.perf_counter()
-        results["recurrent"] = bench_recurrent(*sizes.recurrent, repeats, device)
-        results["recurrent_grid"] = bench_recurrent_grid(sizes.grid, repeats, device)
-        results["attention"] = bench_attention(sizes.attention_batch, sizes.attention_d_model,
-                                               sizes.attention_heads, sizes.attention_lengths, repeats, device)
-        results["s4d"] = bench_s4d(sizes.scan_lengths, *sizes.s4d, repeats, device)
-        results["linear_scan"] = bench_linear_scans(sizes.scan_lengths, *sizes.scan, repeats, device,
-                                                    sizes.scan_threads)
-        results["growth"] = growth_rows(results["s4d"], results["linear_scan"])
+        if "recurrent" in only:
+            results["recurrent"] = bench_recurrent(*sizes.recurrent, repeats, device)
+        if "grid" in only:
+            results["recurrent_grid"] = bench_recurrent_grid(sizes.grid, repeats, device)
+        if "attention" in only:
+            results["attention"] = bench_attention(sizes.attention_batch, sizes.attention_d_model,
+                                                   sizes.attention_heads, sizes.attention_lengths, repeats, device)
+        if "s4d" in only:
+            results["s4d"] = bench_s4d(sizes.scan_lengths, *sizes.s4d, repeats, device)
+        if "scan" in only:
+            results["linear_scan"] = bench_linear_scans(sizes.scan_lengths, *sizes.scan, repeats, device,
+                                                        sizes.scan_threads)
+        results["growth"] = growth_rows(results.get("s4d", ()), results.get("linear_scan", ()))
         results["targets"] = _targets(results, device)
         results["seconds"] = round(time.perf_counter() - start, 1)
     finally:
@@ -537,6 +572,13 @@ def _threads(text: str) -> int:
     return value
 
 
+def _tables(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(name in TABLES for name in names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names of {', '.join(TABLES)}; got {text!r}")
+    return names
+
+
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """The model benchmark's options, on ``parser`` or an argument group of it (shared with
     ``python -m seqcourse bench``, so both commands accept the same values)."""
@@ -551,12 +593,15 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: seqcourse.device.get_device())")
     parser.add_argument("--threads", type=_threads, default=1, metavar="N",
                         help="torch intra-op threads during the run (default 1; 0 keeps torch's own)")
+    parser.add_argument("--only", type=_tables, default=TABLES, metavar="T[,T...]",
+                        help=f"run only these tables, comma-separated, of {','.join(TABLES)} (default: all)")
 
 
 def run_and_report(args: argparse.Namespace, json_path: Path) -> dict:
     """Run with parsed options, print the tables, write the JSON; return the results."""
     print(f"Running the model benchmark ({args.size_set} sizes) ...", flush=True)
-    results = run(size_set=args.size_set, repeats=args.repeats, device=args.device, threads=args.threads or None)
+    results = run(size_set=args.size_set, repeats=args.repeats, device=args.device, threads=args.threads or None,
+                  only=args.only)
     print(format_report(results))
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2) + "\n")
