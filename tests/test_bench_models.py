@@ -94,6 +94,30 @@ def test_seqcourse_bench_runs_the_model_benchmark_after_the_notebooks(tmp_path, 
     assert "Recurrent models vs torch.nn" in capsys.readouterr().out
 
 
+def test_only_runs_the_tables_named(tmp_path, capsys):
+    """--only scan,grid runs those two tables (and the growth and targets of what ran), nothing else."""
+    out = tmp_path / "some.json"
+    assert bench_models.main(["--tiny", "--only", "scan,grid", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert {"linear_scan", "recurrent_grid", "growth", "targets"} <= set(report)
+    assert not {"recurrent", "attention", "s4d"} & set(report)
+    assert {r["scan"] for r in report["growth"]} == {f"linear scan, {name}" for name in
+                                                     ("fast", "blelloch", "sequential", "parallel")}
+    names = [t["target"] for t in report["targets"]]
+    assert any(n.startswith("linear scan: Blelloch / fast") for n in names)
+    assert any(n.startswith("GRU readable fwd+bwd / torch.nn, worst of the grid") for n in names)
+    assert not any(n.startswith(("S4D", "MHA", "LSTM readable fwd+bwd / torch.nn,")) and "grid" not in n
+                   for n in names)
+    for row in report["recurrent_grid"]:
+        assert row["matmuls_ratio"] == pytest.approx(row["matmuls_s"] / row["torch_s"])
+    text = capsys.readouterr().out
+    assert "Linear scan h_t" in text and "every cell of the grid" in text and "matmuls x" in text
+    assert "S4D layer" not in text and "Multi-head" not in text and "Recurrent models vs" not in text
+    report = bench_models.run(size_set="tiny", only=("s4d",))
+    assert set(report) & {"s4d", "linear_scan"} == {"s4d"}
+    assert {r["scan"] for r in report["growth"]} == {"S4D, convolution", "S4D, recurrence"}
+
+
 def test_bad_options_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         bench_models.main(["--tiny", "--repeats", "0"])
@@ -106,6 +130,11 @@ def test_bad_options_exit_2(capsys):
     assert info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"size_set must be one of \['full', 'quick', 'tiny'\]"):
         bench_models.run(size_set="huge")
+    with pytest.raises(SystemExit) as info:
+        bench_models.main(["--tiny", "--only", "scan,lstm"])
+    assert info.value.code == 2 and "--only: expected comma-separated names of recurrent, grid" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"only must name one or more of \('recurrent', 'grid'"):
+        bench_models.run(size_set="tiny", only=())
 
 
 def test_both_commands_share_the_model_options():
@@ -113,11 +142,11 @@ def test_both_commands_share_the_model_options():
     so the two accept the same values with the same defaults (e.g. --threads 0: torch's own)."""
     def model_options(parser):
         return {a.dest: (a.default, a.type, a.help) for a in parser._actions
-                if a.dest in ("size_set", "repeats", "device", "threads")}
+                if a.dest in ("size_set", "repeats", "device", "threads", "only")}
 
     ours = argparse.ArgumentParser()
     bench_models.add_arguments(ours)
-    assert len(model_options(ours)) == 4 and model_options(bench._parser()) == model_options(ours)
+    assert len(model_options(ours)) == 5 and model_options(bench._parser()) == model_options(ours)
     assert bench._parser().parse_args(["--threads", "0"]).threads == 0
     assert [bench._parser().parse_args(flags).size_set for flags in ([], ["--quick"], ["--tiny"])] == [
         "full", "quick", "tiny"]

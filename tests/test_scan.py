@@ -17,6 +17,7 @@ from seqcourse.tools.bench_scan import (
     s4d_mode_times,
     scan_inputs,
     scan_table,
+    tensor_operations,
     time_scans,
 )
 from seqcourse.ops.scan import (
@@ -345,6 +346,21 @@ def test_backward_elements_rejects_a_loss_without_graph():
         backward_elements(lambda: torch.ones(()))
     with pytest.raises(TypeError, match="callable"):
         backward_elements(3)
+
+
+def test_tensor_operations_counts_what_reaches_the_kernels():
+    """The readable loop dispatches a fixed number of operations per step; the fast loop about two
+    (one addcmul each way) plus a constant: the count the state-space chapter prints."""
+    def per_step(scan, T):
+        a, b, _ = linear_inputs(2, T, (3,), "cpu", seed=T, h0=False)
+        return tensor_operations(lambda: scan(a, b).sum().backward())
+
+    x = torch.ones(3)
+    assert tensor_operations(lambda: (x + 1) * 2) == 2
+    assert per_step(linear_scan_sequential, 200) - per_step(linear_scan_sequential, 100) == 600  # 6 per step
+    assert per_step(linear_scan_fast, 200) - per_step(linear_scan_fast, 100) == 200  # 2 per step
+    with pytest.raises(TypeError, match="callable"):
+        tensor_operations(3)
 
 
 def test_timing_table_has_one_row_per_scan_and_ratios():

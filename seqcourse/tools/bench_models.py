@@ -61,10 +61,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..measure.analysis import saved_tensor_bytes
-from .bench_scan import LINEAR_SCANS, backward_elements, linear_scan_inputs, s4d_mode_times
+from .bench_scan import LINEAR_SCANS, backward_elements, linear_scan_inputs, s4d_mode_times, tensor_operations
 from ..device import get_device
 from ..models.attention import MultiHeadAttention, copy_mha_from_torch
 from ..models.gated import GRU, LSTM, copy_gru_from_torch, copy_lstm_from_torch
@@ -163,26 +162,6 @@ def bench_recurrent(batch: int, length: int, hidden: int, repeats: int, device) 
     return rows
 
 
-class _CountOps(TorchDispatchMode):
-    """Counts the tensor operations that reach the kernels."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops += 1
-        return func(*args, **(kwargs or {}))
-
-
-def _operations(run: Callable[[], None]) -> int:
-    """How many tensor operations one call of ``run`` performs (forward and backward)."""
-    counter = _CountOps()
-    with counter:
-        run()
-    return counter.ops
-
-
 def _recurrent_matmuls(batch: int, length: int, hidden: int, gates: int, device) -> Callable[[], None]:
     """The recurrent matrix multiplies of a readable loop alone, for ``length`` steps: W_h h_{t-1}
     forward, (B, H) x (H, gates·H), and its two gradients backward (of h_{t-1} and of W_h)."""
@@ -233,9 +212,9 @@ def bench_recurrent_grid(grid: Sequence[Sequence[int]], repeats: int, device) ->
                                 rows.append({"model": name, "batch": B, "T": T, "input": D, "hidden": H,
                                              "threads": n_threads, "readable_s": t["readable"],
                                              "torch_s": t["torch"], "ratio": t["readable"] / t["torch"],
-                                             "matmuls_s": t["matmuls"],
+                                             "matmuls_s": t["matmuls"], "matmuls_ratio": t["matmuls"] / t["torch"],
                                              "rest_per_step_us": (t["readable"] - t["matmuls"]) / T * 1e6,
-                                             "ops_per_step": _operations(cases["readable"]) / T})
+                                             "ops_per_step": tensor_operations(cases["readable"]) / T})
     finally:
         torch.set_num_threads(before)
     return rows
@@ -486,13 +465,15 @@ def format_report(results: dict) -> str:
                              for r in results["linear_scan"]]))
     if "recurrent_grid" in results:
         parts.append("\nReadable LSTM and GRU vs torch.nn, forward+backward, every cell of the grid (ms; x = ours / "
-                     "torch.nn;\nmatmuls = the readable loop's recurrent matrix multiplies alone, fwd+bwd; rest = the "
-                     "remainder of\nits time per step; ops = tensor operations per step, fwd+bwd)")
+                     "torch.nn;\nmatmuls = the readable loop's recurrent matrix multiplies alone, one step at a time, "
+                     "fwd+bwd;\nmatmuls x = matmuls / torch.nn, the ratio the loop could reach if nothing but its "
+                     "matmuls cost;\nrest = the remainder of its time per step; ops = tensor operations per step, "
+                     "fwd+bwd)")
         parts.append(_table(["model", "threads", "B", "T", "D", "H", "torch.nn", "readable", "x", "matmuls",
-                             "rest us/step", "ops/step"],
+                             "matmuls x", "rest us/step", "ops/step"],
                             [[r["model"], r["threads"], r["batch"], r["T"], r["input"], r["hidden"], r["torch_s"] * ms,
-                              r["readable_s"] * ms, r["ratio"], r["matmuls_s"] * ms, r["rest_per_step_us"],
-                              r["ops_per_step"]] for r in results["recurrent_grid"]]))
+                              r["readable_s"] * ms, r["ratio"], r["matmuls_s"] * ms, r["matmuls_ratio"],
+                              r["rest_per_step_us"], r["ops_per_step"]] for r in results["recurrent_grid"]]))
     if results["growth"]:
         parts.append("\nGrowth from L to 4L of forward+backward (ratios long / short; linear = 4, quadratic = 16)")
         parts.append(_table(["scan", "L", "4L", "time", "saved memory", "backward work"],
