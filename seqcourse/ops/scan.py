@@ -307,13 +307,16 @@ def selective_scan(x, delta, A, B, C, D=None, h0=None, *, scan: str = "auto", pa
     if scan == "fast":
         # Time-major (l, b, ...) inputs make Ā and B̄x time-major too, the layout linear_scan_fast reads
         # without a copy: each step's slice is contiguous.
-        x_tm, delta_tm, B_tm = (t.transpose(0, 1).contiguous() for t in (x, delta, B))
+        x_tm, delta_tm, B_tm, C_tm = (t.transpose(0, 1).contiguous() for t in (x, delta, B, C))
         A_bar, Bx_bar = (t.transpose(0, 1) for t in discretize_selective(x_tm, delta_tm, A, B_tm))
         h = linear_scan_fast(A_bar, Bx_bar, h0)  # (b, l, d, n), stored time-major
+        # y_t = C_t h_t as one batched (d, n) x (n, 1) product over the time-major states: unlike the
+        # product-and-sum below it makes no (l, b, d, n) temporary, forward or backward.
+        y = torch.matmul(h.transpose(0, 1), C_tm.unsqueeze(-1)).squeeze(-1).transpose(0, 1)  # (b, l, d)
     else:
         A_bar, Bx_bar = discretize_selective(x, delta, A, B)
         h = (linear_scan_parallel if scan == "parallel" else linear_scan_sequential)(A_bar, Bx_bar, h0)
-    y = (h * C.unsqueeze(2)).sum(-1)  # (b, l, d): y_t = C_t h_t, for all t at once
+        y = (h * C.unsqueeze(2)).sum(-1)  # (b, l, d): y_t = C_t h_t, for all t at once
     if D is not None:
         y = y + D * x
     return y, h[:, -1]
