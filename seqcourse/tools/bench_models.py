@@ -417,6 +417,33 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
                      for r in cells)
 
 
+def _grid_misses(rows: Sequence[dict], bound: float = 2.5) -> list[str]:
+    """One line per model: how many grid cells miss ``bound``, and what bounds those cells: the
+    recurrent matmuls alone as a ratio to torch.nn, and the rest of the loop's time, per step and
+    per tensor operation, with its share of the time."""
+    def span(values, fmt):
+        low, high = f"{min(values):{fmt}}", f"{max(values):{fmt}}"
+        return low if low == high else f"{low} to {high}"
+
+    lines = []
+    for model, threads in dict.fromkeys((r["model"], r["threads"]) for r in rows):
+        cells = [r for r in rows if (r["model"], r["threads"]) == (model, threads)]
+        missed = [r for r in cells if r["ratio"] > bound]
+        model = f"{model}, {threads} thread(s)"
+        if not missed:
+            lines.append(f"{model}: every cell within {bound:g}x of torch.nn.")
+            continue
+
+        rest_share = [1 - r["matmuls_s"] / r["readable_s"] for r in missed]
+        per_op = [r["rest_per_step_us"] / r["ops_per_step"] for r in missed]
+        lines.append(f"{model}: {len(missed)} of {len(cells)} cells miss {bound:g}x. In them the recurrent matmuls "
+                     f"alone are {span([r['matmuls_ratio'] for r in missed], '.2f')}x torch.nn, and the rest of the "
+                     f"loop, {span([r['ops_per_step'] for r in missed], '.0f')} tensor operations per step at "
+                     f"{span(per_op, '.1f')} us each, is {span(rest_share, '.0%')} of its time: what bounds them "
+                     "is the fixed cost per operation of a loop over steps, not the arithmetic.")
+    return lines
+
+
 def format_report(results: dict) -> str:
     """The benchmark's tables as text (what ``main`` prints)."""
     env = results["environment"]
@@ -474,6 +501,7 @@ def format_report(results: dict) -> str:
                             [[r["model"], r["threads"], r["batch"], r["T"], r["input"], r["hidden"], r["torch_s"] * ms,
                               r["readable_s"] * ms, r["ratio"], r["matmuls_s"] * ms, r["matmuls_ratio"],
                               r["rest_per_step_us"], r["ops_per_step"]] for r in results["recurrent_grid"]]))
+        parts.extend(_grid_misses(results["recurrent_grid"]))
     if results["growth"]:
         parts.append("\nGrowth from L to 4L of forward+backward (ratios long / short; linear = 4, quadratic = 16)")
         parts.append(_table(["scan", "L", "4L", "time", "saved memory", "backward work"],
