@@ -49,13 +49,16 @@ end. The recurrence is solved by
   and replaying autograd nodes; ``selective_scan`` uses it there by default and keeps the parallel
   scan on GPUs.
 
-  Measured (``python -m seqcourse.tools.bench_models --only scan``: B = 8, d = 128, n = 16, float32,
-  2 threads, on a 2-core VM shared with other jobs): a step of the loop costs about 12 µs, of which
-  1.6 µs is Python and dispatch, the rest moving its 64 KB slices. What decides the rest of its
-  time is memory that is new to the process: the three (l, b, d, n) tensors it returns (h, g_a, g_b;
-  256 MB each at l = 4096) must be faulted in page by page, and with 4 KB pages that cost 110 to
-  200 ms per tensor there, more than the arithmetic; with 2 MB pages
-  (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``) about 18 ms.
+  Measured (``python -m seqcourse.tools.bench_models --only scan``; B = 8, d = 128, n = 16, l = 4096,
+  float32, 2 threads, a 2-core VM): each loop takes about 37 ms (9 µs a step, 1.6 µs of it Python
+  and dispatch, the rest moving 64 KB slices at about 21 GB/s on one core: a step is too small for
+  torch to split over threads), g_a 19 ms, and the three (l, b, d, n) tensors it returns (h, g_a,
+  g_b; 256 MB each) must be faulted in as memory new to the process: about 9 ms each with 2 MB pages
+  (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``), 110 to 200 ms each with 4 KB pages, more than all the
+  arithmetic. Forward and backward come to about 2.5 times the time a two-thread copy needs to move
+  the bytes any scan must read and write with huge pages, and about twice as fast as a Blelloch
+  scan (which allocates five such tensors and does about twice the work); with 4 KB pages the page
+  faults decide.
 """
 from __future__ import annotations
 

@@ -12,7 +12,16 @@ device, in one process:
   parameters), against ``torch.nn.RNN``/``LSTM``/``GRU``; forward (no grad) and forward+backward,
   B=32, T=256, D=H=128;
 - **recurrent grid**: the readable LSTM and GRU against ``torch.nn`` forward+backward over batch
-  {8, 32} × T {64, 256} × input {64, 128} × hidden {128, 256} × {1, 2} threads, every cell printed;
+  {8, 32} × T {64, 256} × input {64, 128} × hidden {128, 256} × {1, 2} threads, every cell printed,
+  with the time of the loop's recurrent matmuls alone, the rest per step and the tensor operations
+  per step, and under the table, per model and thread count, what bounds the cells that miss 2.5×.
+  Measured on a 2-core VM shared with other jobs: the GRU is within 1.4× everywhere (torch's own
+  GRU on the CPU is a loop of ATen operations too); the LSTM, against oneDNN's fused kernel, is
+  within 2.5× at batch 32 with 1 thread (1.5 to 2.4×) and misses at batch 8 (3.1 to 4.3×) and in
+  most cells with 2 threads (up to about 6×), where its recurrent matmuls, one step at a time,
+  alone cost 1 to 3× torch.nn's whole time and its 43 tensor operations per step, at 2 to 11 µs
+  each, are most of the rest. On a busy machine every parallel region of a step can wait for a
+  descheduled thread, and the 2-thread times of the readable loops scatter widely;
 - **attention**: our ``MultiHeadAttention`` (fast path = ``scaled_dot_product_attention``, and the
   readable softmax(QKᵀ/√d_k)V) against ``torch.nn.MultiheadAttention`` and against
   ``scaled_dot_product_attention`` with the same projections written inline; forward+backward at
@@ -28,6 +37,23 @@ device, in one process:
   copy of one such tensor, timed in the same rounds;
 - **growth**: each scan's forward+backward time, saved bytes and backward work at L and 4L (the
   two longest lengths above): a linear scan grows about 4×, a quadratic one 16×.
+
+``--only scan,grid`` (any of ``TABLES``, comma-separated) runs only those tables.
+
+What decides the linear scan's numbers, measured on a 2-core VM: ``linear_scan_fast`` runs one
+addcmul per step each way (about 9 µs a step at these sizes on an idle machine, 1.6 µs of it Python
+and dispatch; a 64 KB step is too small for torch to split over two threads), and must return three
+new (L, B, d, n) tensors (h, g_a, g_b; 256 MB each at L = 4096). Memory new to the process is
+faulted in page by page, and with 4 KB pages that cost 110 to 200 ms per such tensor there (the
+``clone`` column), more than the scan's arithmetic and more than the traffic floor, which times a
+copy into memory already touched. So without ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` no scan
+that returns new tensors meets the floor target there (the fast scan is within 1.3× of the "fresh
+floor", 3 clones + 1 copy, which counts those faults), and its lead over the Blelloch scan, which
+allocates five, is about 1.7×. With the setting (2 MB pages, about 9 ms per tensor) it is within
+2.6× of the floor and about 2.2× faster than the Blelloch scan on an idle machine (3× and more on a
+busy one, where the Blelloch scan's two-thread kernels wait for the second core): a one-thread loop
+moving nine tensors' worth of bytes at about 21 GB/s cannot reach 2.5× against a scan whose every
+kernel streams at the two-thread copy's 40 GB/s.
 
 How it times: every case is a callable; each round runs every case of a table once, in a fixed order
 (interleaved, so a change in the machine's load hits all alike), after one untimed warm-up round, and
@@ -436,11 +462,13 @@ def _grid_misses(rows: Sequence[dict], bound: float = 2.5) -> list[str]:
 
         rest_share = [1 - r["matmuls_s"] / r["readable_s"] for r in missed]
         per_op = [r["rest_per_step_us"] / r["ops_per_step"] for r in missed]
+        over = sum(r["matmuls_ratio"] > bound for r in missed)
         lines.append(f"{model}: {len(missed)} of {len(cells)} cells miss {bound:g}x. In them the recurrent matmuls "
-                     f"alone are {span([r['matmuls_ratio'] for r in missed], '.2f')}x torch.nn, and the rest of the "
-                     f"loop, {span([r['ops_per_step'] for r in missed], '.0f')} tensor operations per step at "
-                     f"{span(per_op, '.1f')} us each, is {span(rest_share, '.0%')} of its time: what bounds them "
-                     "is the fixed cost per operation of a loop over steps, not the arithmetic.")
+                     f"alone, one step at a time, are {span([r['matmuls_ratio'] for r in missed], '.2f')}x torch.nn"
+                     f"{f' (over {bound:g}x in {over}: there they alone bound it)' if over else ''}, and the rest of "
+                     f"the loop, {span([r['ops_per_step'] for r in missed], '.0f')} tensor operations per step at "
+                     f"{span(per_op, '.1f')} us each, is {span(rest_share, '.0%')} of its time: a fixed cost per "
+                     "operation and step, not arithmetic.")
     return lines
 
 
