@@ -94,6 +94,34 @@ def test_seqcourse_bench_runs_the_model_benchmark_after_the_notebooks(tmp_path, 
     assert "Recurrent models vs torch.nn" in capsys.readouterr().out
 
 
+def test_only_runs_the_tables_named(tmp_path, capsys):
+    """--only scan,grid runs those two tables (and the growth and targets of what ran), nothing else."""
+    out = tmp_path / "some.json"
+    assert bench_models.main(["--tiny", "--only", "scan,grid", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert {"linear_scan", "recurrent_grid", "growth", "targets"} <= set(report)
+    assert not {"recurrent", "attention", "s4d"} & set(report)
+    assert {r["scan"] for r in report["growth"]} == {f"linear scan, {name}" for name in
+                                                     ("fast", "blelloch", "sequential", "parallel")}
+    names = [t["target"] for t in report["targets"]]
+    assert any(n.startswith("linear scan: Blelloch / fast") for n in names)
+    assert any(n.startswith("GRU readable fwd+bwd / torch.nn, worst of the grid") for n in names)
+    assert not any(n.startswith(("S4D", "MHA", "LSTM readable fwd+bwd / torch.nn,")) and "grid" not in n
+                   for n in names)
+    for row in report["recurrent_grid"]:
+        assert row["matmuls_ratio"] == pytest.approx(row["matmuls_s"] / row["torch_s"])
+    text = capsys.readouterr().out
+    assert "Linear scan h_t" in text and "every cell of the grid" in text and "matmuls x" in text
+    for model in ("LSTM", "GRU"):  # under the grid, per model and thread count: what bounds the misses
+        for threads in bench_models.TINY.grid[4]:
+            line = next(l for l in text.splitlines() if l.startswith(f"{model}, {threads} thread(s): "))
+            assert "every cell within 2.5x" in line or ("cells miss 2.5x" in line and "operations per step" in line)
+    assert "S4D layer" not in text and "Multi-head" not in text and "Recurrent models vs" not in text
+    report = bench_models.run(size_set="tiny", only=("s4d",))
+    assert set(report) & {"s4d", "linear_scan"} == {"s4d"}
+    assert {r["scan"] for r in report["growth"]} == {"S4D, convolution", "S4D, recurrence"}
+
+
 def test_bad_options_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         bench_models.main(["--tiny", "--repeats", "0"])
@@ -106,6 +134,11 @@ def test_bad_options_exit_2(capsys):
     assert info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"size_set must be one of \['full', 'quick', 'tiny'\]"):
         bench_models.run(size_set="huge")
+    with pytest.raises(SystemExit) as info:
+        bench_models.main(["--tiny", "--only", "scan,lstm"])
+    assert info.value.code == 2 and "--only: expected comma-separated names of recurrent, grid" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"only must name one or more of \('recurrent', 'grid'"):
+        bench_models.run(size_set="tiny", only=())
 
 
 def test_both_commands_share_the_model_options():
@@ -113,11 +146,36 @@ def test_both_commands_share_the_model_options():
     so the two accept the same values with the same defaults (e.g. --threads 0: torch's own)."""
     def model_options(parser):
         return {a.dest: (a.default, a.type, a.help) for a in parser._actions
-                if a.dest in ("size_set", "repeats", "device", "threads")}
+                if a.dest in ("size_set", "repeats", "device", "threads", "only")}
 
     ours = argparse.ArgumentParser()
     bench_models.add_arguments(ours)
-    assert len(model_options(ours)) == 4 and model_options(bench._parser()) == model_options(ours)
+    assert len(model_options(ours)) == 5 and model_options(bench._parser()) == model_options(ours)
     assert bench._parser().parse_args(["--threads", "0"]).threads == 0
     assert [bench._parser().parse_args(flags).size_set for flags in ([], ["--quick"], ["--tiny"])] == [
         "full", "quick", "tiny"]
+
+
+def test_the_report_says_what_bounds_the_grid_cells_that_miss():
+    """Deterministic rows: a cell whose matmuls alone exceed 2.5x is named as bounded by them; the
+    spans of the operations per step, their cost and share are read off the rows."""
+    def row(model, threads, ratio, matmuls_ratio, readable_s=1.0, T=100, ops=40.0):
+        torch_s = readable_s / ratio
+        matmuls_s = matmuls_ratio * torch_s
+        return {"model": model, "batch": 8, "T": T, "input": 4, "hidden": 8, "threads": threads,
+                "readable_s": readable_s, "torch_s": torch_s, "ratio": ratio, "matmuls_s": matmuls_s,
+                "matmuls_ratio": matmuls_ratio, "rest_per_step_us": (readable_s - matmuls_s) / T * 1e6,
+                "ops_per_step": ops}
+
+    results = {"environment": {"device": "cpu", "threads": 1, "cpu_capability": "x", "GLIBC_TUNABLES": None,
+                               "repeats": 1, "size_set": "tiny", "sizes": {"recurrent": (1, 2, 3)}},
+               "recurrent_grid": [row("LSTM", 1, 4.0, 1.0), row("LSTM", 1, 3.0, 3.0), row("LSTM", 1, 2.0, 1.0),
+                                  row("GRU", 1, 1.2, 0.5)],
+               "growth": [], "targets": []}
+    lines = bench_models.format_report(results).splitlines()
+    lstm = next(l for l in lines if l.startswith("LSTM, 1 thread(s): "))
+    assert "2 of 3 cells miss 2.5x" in lstm and "1.00 to 3.00x torch.nn" in lstm
+    assert "(over 2.5x in 1: there they alone bound it)" in lstm
+    # rest per step: 0.75 s and 0 s of 100 steps over 40 operations; shares 75% and 0%
+    assert "40 tensor operations per step at 0.0 to 187.5 us each" in lstm and "0% to 75% of its time" in lstm
+    assert "GRU, 1 thread(s): every cell within 2.5x of torch.nn." in lines

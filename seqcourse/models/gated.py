@@ -64,20 +64,27 @@ def _init_uniform(module: nn.Module, hidden_size: int) -> None:
 
 
 def _lstm_update(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """gates (B, 4H) = W_x x_t + W_h h_{t-1} + b in the order i, f, g, o; c = c_{t-1} -> (h_t, c_t)."""
+    """gates (B, 4H) = W_x x_t + W_h h_{t-1} + b in the order i, f, g, o; c = c_{t-1} -> (h_t, c_t).
+
+    ``addcmul(f ⊙ c, i, g)`` is f ⊙ c + i ⊙ g in one operation: in a loop over t every operation
+    costs a fixed overhead forward and backward, more than its arithmetic at small sizes."""
     i, f, g, o = gates.chunk(4, dim=-1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    c = torch.addcmul(torch.sigmoid(f) * c, torch.sigmoid(i), torch.tanh(g))
     return torch.sigmoid(o) * torch.tanh(c), c
 
 
 def _gru_update(a: torch.Tensor, m: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """a = W_x x_t + b_x, m = W_h h_{t-1} + b_h (both (B, 3H), order r, z, h), h = h_{t-1} -> h_t."""
-    a_r, a_z, a_h = a.chunk(3, dim=-1)
-    m_r, m_z, m_h = m.chunk(3, dim=-1)
-    r = torch.sigmoid(a_r + m_r)
-    z = torch.sigmoid(a_z + m_z)
-    candidate = torch.tanh(a_h + r * m_h)  # h̃_t
-    return (1 - z) * h + z * candidate
+    """a = W_x x_t + b_x, m = W_h h_{t-1} + b_h (both (B, 3H), order r, z, h), h = h_{t-1} -> h_t.
+
+    r and z share one sigmoid (their slices are adjacent), a_h + r ⊙ m_h is one ``addcmul``, and
+    (1 - z) ⊙ h + z ⊙ h̃ = h + z ⊙ (h̃ - h) is one ``lerp``: fewer operations per step, each of
+    which costs a fixed overhead forward and backward in a loop over t."""
+    H = h.shape[-1]
+    a_rz, a_h = a.split([2 * H, H], dim=-1)
+    m_rz, m_h = m.split([2 * H, H], dim=-1)
+    r, z = torch.sigmoid(a_rz + m_rz).chunk(2, dim=-1)
+    candidate = torch.tanh(torch.addcmul(a_h, r, m_h))  # h̃_t
+    return torch.lerp(h, candidate, z)  # (1 - z) ⊙ h + z ⊙ h̃
 
 
 def _check_pair(state, names: tuple[str, str], shape: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,13 +183,15 @@ class LSTM(FastPath, StackedLayers):
                 h = c = x.new_zeros(batch, self.hidden_size)
             else:
                 h, c = h0[layer], c0[layer]
-            # W_x x_t + b for every t and all four gates in one matrix multiply; only W_h h_{t-1}
-            # (one fused (B, H) x (H, 4H) multiply per step) has to wait for the loop.
-            input_part = nn.functional.linear(layer_input, cell.W_x, cell.b)  # (B, T, 4H)
+            # W_x x_t + b for every t and all four gates in one matrix multiply, time-major so that
+            # each step's (B, 4H) slice is contiguous; only W_h h_{t-1} (one fused (B, H) x (H, 4H)
+            # multiply per step, added to u_t by the same addmm) has to wait for the loop.
+            input_part = nn.functional.linear(layer_input.transpose(0, 1), cell.W_x, cell.b)  # (T, B, 4H)
+            W_h_T = cell.W_h.T  # transposed once, not once per step
             states = []
-            # unbind(1) + stack, never writes into a preallocated tensor (an O(T^2) backward).
-            for u_t in input_part.unbind(1):
-                h, c = _lstm_update(u_t + h @ cell.W_h.T, c)
+            # unbind + stack, never writes into a preallocated tensor (an O(T^2) backward).
+            for u_t in input_part.unbind(0):
+                h, c = _lstm_update(torch.addmm(u_t, h, W_h_T), c)  # u_t + h_{t-1} W_h^T
                 states.append(h)
             layer_input = torch.stack(states, dim=1)  # (B, T, H)
             last_h.append(h)
@@ -281,10 +290,13 @@ class GRU(FastPath, StackedLayers):
         layer_input, last_states = x, []
         for layer, cell in enumerate(self.cells):
             h = x.new_zeros(batch, self.hidden_size) if h0 is None else h0[layer]
-            input_part = nn.functional.linear(layer_input, cell.W_x, cell.b_x)  # (B, T, 3H), hoisted
+            # W_x x_t + b_x for every t in one multiply, time-major: each step's slice is contiguous.
+            input_part = nn.functional.linear(layer_input.transpose(0, 1), cell.W_x, cell.b_x)  # (T, B, 3H)
+            W_h_T = cell.W_h.T  # transposed once, not once per step
             states = []
-            for a_t in input_part.unbind(1):
-                h = _gru_update(a_t, nn.functional.linear(h, cell.W_h, cell.b_h), h)  # one fused multiply
+            for a_t in input_part.unbind(0):
+                m_t = h @ W_h_T if cell.b_h is None else torch.addmm(cell.b_h, h, W_h_T)  # one fused multiply
+                h = _gru_update(a_t, m_t, h)
                 states.append(h)
             layer_input = torch.stack(states, dim=1)  # (B, T, H)
             last_states.append(h)

@@ -58,6 +58,7 @@ __all__ = [
     "linear_scan_inputs",
     "scan_inputs",
     "scan_table",
+    "tensor_operations",
     "time_scans",
     "time_scans_at",
 ]
@@ -200,6 +201,31 @@ def backward_elements(loss_fn: Callable[[], torch.Tensor]) -> int:
     with counter:
         loss.backward()
     return counter.elements
+
+
+class _CountOperations(TorchDispatchMode):
+    """Counts the tensor operations that reach the kernels."""
+
+    def __init__(self):
+        super().__init__()
+        self.operations = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.operations += 1
+        return func(*args, **(kwargs or {}))
+
+
+def tensor_operations(run: Callable[[], object]) -> int:
+    """How many tensor operations one call of ``run`` performs (forward and backward, whatever it
+    runs), as dispatched to torch's kernels. Each pays torch's fixed per-operation cost, which in a
+    loop over time steps can outweigh the arithmetic; unlike a time, the count is the same on
+    every machine."""
+    if not callable(run):
+        raise TypeError(f"run must be a callable taking no arguments; got {type(run).__name__}")
+    counter = _CountOperations()
+    with counter:
+        run()
+    return counter.operations
 
 
 def scan_inputs(batch: int, length: int, channels: int, state_size: int, *, device=None,
