@@ -31,13 +31,19 @@ problem fails too:
   defines too (it belongs in the package then);
 - every constructor (``__init__``) in the package takes at most two arguments by position besides
   ``self``; the rest are keyword-only, so that ``MambaBlock(64, 16, expand=2, conv_size=4)`` says
-  what each number is.
+  what each number is;
+- every chapter sets up through ``seqcourse.setup()`` (no threads or CPU device chosen by hand) and
+  draws every figure through ``seqcourse.viz`` (no matplotlib in its cells);
+- every third-party package the code imports is declared in pyproject.toml and pinned in
+  requirements.txt, and no tracked file cites a file outside the repository.
 """
 from __future__ import annotations
 
 import ast
 import re
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -350,3 +356,69 @@ def test_the_constructor_check_accepts_keyword_only_arguments():
               "        pass\n\n    def reset(self, a, b, c):\n        pass\n\n"
               "class Cell:\n    def __init__(self, input_size, hidden_size, **options):\n        pass\n")
     assert constructor_problems(source, "models.synthetic") == []
+
+
+# ---- what the package relies on is declared ----------------------------------------------------------
+
+DISTRIBUTION = {"yaml": "pyyaml", "IPython": "ipython"}
+"""Import names whose distribution on PyPI is named otherwise (the rest: lower case, _ as -)."""
+
+
+def third_party_imports() -> dict[str, str]:
+    """{distribution: a module that imports it} for every import in the package, at module level or
+    inside a function, that is neither the standard library nor seqcourse itself."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top != "seqcourse":
+                    found.setdefault(DISTRIBUTION.get(top, top.lower().replace("_", "-")), relative_name(path))
+    return found
+
+
+def test_every_package_the_code_imports_is_declared_and_pinned():
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    pinned = {line.split("==")[0].strip().lower() for line in (ROOT / "requirements.txt").read_text().splitlines()
+              if "==" in line and not line.lstrip().startswith("#")}
+    imports = third_party_imports()
+    assert {"torch", "numpy", "pyyaml", "ipython"} <= set(imports)  # the scan sees in-function imports too
+    missing = [f"{dist} (imported by {module}): not in pyproject.toml's dependencies" for dist, module in imports.items()
+               if dist not in declared]
+    missing += [f"{dist} (imported by {module}): not pinned in requirements.txt" for dist, module in imports.items()
+                if dist not in pinned]
+    assert not missing, "\n".join(missing)
+
+
+DRAWING_BY_HAND = re.compile(r"\bimport matplotlib|\bfrom matplotlib|\bplt\.|\.add_subplot\(|\.subplots\(")
+
+
+def drawing_problems(name: str, cells: list[str]) -> list[str]:
+    """Every figure of a chapter is drawn by a ``seqcourse.viz`` function: no matplotlib in its cells."""
+    return [f"{name} code cell {i}: draws by hand ({match.group(0)}); add a function to seqcourse.viz"
+            for i, cell in enumerate(cells) for match in DRAWING_BY_HAND.finditer(cell)]
+
+
+def test_chapters_draw_every_figure_through_viz():
+    import nbformat  # only these tests read notebooks
+
+    found = []
+    for path in sorted(BOOK.glob("*.ipynb")):
+        found += drawing_problems(path.name, [c.source for c in nbformat.read(path, as_version=4).cells
+                                              if c.cell_type == "code"])
+    assert not found, "\n".join(found)
+
+
+def test_the_drawing_check_sees_inline_matplotlib():
+    assert drawing_problems("x.ipynb", ["import matplotlib.pyplot as plt\nfig, ax = plt.subplots()"]) == [
+        "x.ipynb code cell 0: draws by hand (import matplotlib); add a function to seqcourse.viz",
+        "x.ipynb code cell 0: draws by hand (plt.); add a function to seqcourse.viz"]
+    assert drawing_problems("x.ipynb", ["fig = figure.add_subplot(1, 1, 1)"]) == [
+        "x.ipynb code cell 0: draws by hand (.add_subplot(); add a function to seqcourse.viz"]
+    assert drawing_problems("x.ipynb", ["plots.loss_curve(losses)"]) == []
