@@ -187,11 +187,14 @@ def device_default_problems(source: str, module: str) -> list[str]:
     return found
 
 
+def package_problems(check, *, skip: tuple[str, ...] = ()) -> list[str]:
+    """``check(source, module)`` over every module of the package but the files named in ``skip``."""
+    return [problem for path in sorted(PACKAGE.rglob("*.py")) if path.name not in skip
+            for problem in check(path.read_text(), relative_name(path))]
+
+
 def test_every_device_default_goes_through_get_device():
-    found = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        if path.name != "device.py":
-            found += device_default_problems(path.read_text(), relative_name(path))
+    found = package_problems(device_default_problems, skip=("device.py",))
     assert not found, "\n".join(found)
 
 
@@ -334,9 +337,7 @@ def constructor_problems(source: str, module: str) -> list[str]:
 
 
 def test_every_constructor_takes_at_most_two_arguments_by_position():
-    found = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        found += constructor_problems(path.read_text(), relative_name(path))
+    found = package_problems(constructor_problems)
     assert not found, "\n".join(found)
 
 
