@@ -280,27 +280,17 @@ class GRU(FastPath, StackedLayers):
         super().__init__(GRUCell, input_size, hidden_size=hidden_size, num_layers=num_layers, bias=bias)
         self.fast = fast
 
-    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T, D), h0 (L, B, H) or None for zeros -> (outputs (B, T, H), h_n (L, B, H))."""
-        batch = self._check_sequence(x)
-        if h0 is not None:
-            self._check_layer_states(h0, "h0", batch)
-        if self.fast:
-            return self._fused(x, h0)
-        layer_input, last_states = x, []
-        for layer, cell in enumerate(self.cells):
-            h = x.new_zeros(batch, self.hidden_size) if h0 is None else h0[layer]
-            # W_x x_t + b_x for every t in one multiply, time-major: each step's slice is contiguous.
-            input_part = nn.functional.linear(layer_input.transpose(0, 1), cell.W_x, cell.b_x)  # (T, B, 3H)
-            W_h_T = cell.W_h.T  # transposed once, not once per step
-            states = []
-            for a_t in input_part.unbind(0):
-                m_t = h @ W_h_T if cell.b_h is None else torch.addmm(cell.b_h, h, W_h_T)  # one fused multiply
-                h = _gru_update(a_t, m_t, h)
-                states.append(h)
-            layer_input = torch.stack(states, dim=1)  # (B, T, H)
-            last_states.append(h)
-        return layer_input, torch.stack(last_states)
+    def _layer(self, cell: GRUCell, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer's readable loop: x (B, T, D_l), h (B, H) -> (states (B, T, H), last state (B, H))."""
+        # W_x x_t + b_x for every t in one multiply, time-major: each step's slice is contiguous.
+        input_part = nn.functional.linear(x.transpose(0, 1), cell.W_x, cell.b_x)  # (T, B, 3H)
+        W_h_T = cell.W_h.T  # transposed once, not once per step
+        states = []
+        for a_t in input_part.unbind(0):
+            m_t = h @ W_h_T if cell.b_h is None else torch.addmm(cell.b_h, h, W_h_T)  # one fused multiply
+            h = _gru_update(a_t, m_t, h)
+            states.append(h)
+        return torch.stack(states, dim=1), h
 
     def _fused(self, x: torch.Tensor, h0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The same stack in torch's fused kernel. torch's update gate is 1 - ours, and σ(-a) = 1 - σ(a),

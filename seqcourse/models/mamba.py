@@ -33,8 +33,8 @@ import torch
 from torch import nn
 
 from ..ops.scan import SCANS, selective_scan
-from ..validation import (WEIGHTS_DTYPE, expect_int, expect_nonempty_time, expect_step_range, expect_tensor,
-                          module_dtype_device)
+from ..validation import (WEIGHTS_DTYPE, expect_int, expect_model_tensor, expect_nonempty_time, expect_step_range,
+                          expect_tensor, module_dtype_device)
 
 __all__ = ["Mamba", "MambaBlock"]
 
@@ -109,9 +109,7 @@ class MambaBlock(nn.Module):
                       dtype=dtype, device=device, dtype_reason=WEIGHTS_DTYPE)
 
     def _check_input(self, v: torch.Tensor, state, dims) -> None:
-        dtype, device = module_dtype_device(self)
-        expect_tensor(v, "v" if len(dims) == 3 else "v_t", dims=dims, size={"H": self.d_model},
-                      dtype=dtype, device=device, dtype_reason=WEIGHTS_DTYPE)
+        expect_model_tensor(self, v, "v" if len(dims) == 3 else "v_t", dims=dims, size={"H": self.d_model})
         if len(dims) == 3:
             expect_nonempty_time(v, "v")
         if state is not None:

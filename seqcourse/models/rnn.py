@@ -117,7 +117,11 @@ class RNNCell(nn.Module):
 class StackedLayers(nn.Module):
     """The frame every stacked recurrent model shares (RNN, LSTM, GRU): ``num_layers`` cells in
     ``.cells``, where layer 0 reads the inputs x_t (D features) and layer l > 0 reads layer l-1's
-    states (H features). The keyword ``cell_options`` go to every cell, with ``bias``."""
+    states (H features). The keyword ``cell_options`` go to every cell, with ``bias``.
+
+    It checks the inputs and states, and runs ``forward`` and ``step`` for stacks whose state is one
+    tensor per layer; a subclass gives its readable loop over one layer (``_layer``) and, through
+    ``FastPath``, its fused kernel (``_fused``)."""
 
     def __init__(self, cell_class: type[nn.Module], input_size: int, *, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, **cell_options):
@@ -144,6 +148,26 @@ class StackedLayers(nn.Module):
         """One (L, B, H) tensor holding every layer's state."""
         expect_model_tensor(self, h, name, dims=("L", "B", "H"),
                             size={"L": self.num_layers, "B": batch, "H": self.hidden_size})
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, D), h0 (L, B, H) or None for zeros -> (outputs (B, T, H), h_n (L, B, H)).
+
+        For stacks whose state is one tensor per layer (RNN, GRU; the LSTM's (h, c) overrides it).
+        ``outputs[:, t]`` is the top layer's h_t; ``h_n[l]`` is layer l's state after the last step.
+        With ``fast`` (``FastPath``) torch's fused kernel runs the whole stack (the subclass's
+        ``_fused``); otherwise each layer runs the subclass's readable loop ``_layer``.
+        """
+        batch = self._check_sequence(x)
+        if h0 is not None:
+            self._check_layer_states(h0, "h0", batch)
+        if self.fast:
+            return self._fused(x, h0)
+        layer_input, last_states = x, []
+        for layer, cell in enumerate(self.cells):
+            h = x.new_zeros(batch, self.hidden_size) if h0 is None else h0[layer]
+            layer_input, h = self._layer(cell, layer_input, h)
+            last_states.append(h)
+        return layer_input, torch.stack(last_states)
 
     def step(self, x_t: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One token: x_t (B, D), h (L, B, H) or None for zeros -> (y_t (B, H), h (L, B, H)).
@@ -180,30 +204,17 @@ class RNN(FastPath, StackedLayers):
         super().__init__(RNNCell, input_size, hidden_size=hidden_size, num_layers=num_layers, bias=bias)
         self.fast = fast
 
-    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T, D), h0 (L, B, H) or None for zeros -> (outputs (B, T, H), h_n (L, B, H)).
-
-        ``outputs[:, t]`` is the top layer's h_t; ``h_n[l]`` is layer l's state after the last step.
-        """
-        batch = self._check_sequence(x)
-        if h0 is not None:
-            self._check_layer_states(h0, "h0", batch)
-        if self.fast:
-            return self._fused(x, h0)
-        layer_input, last_states = x, []
-        for layer, cell in enumerate(self.cells):
-            h = x.new_zeros(batch, self.hidden_size) if h0 is None else h0[layer]
-            # W_x x_t + b for every t in one matrix multiply; only W_h h_{t-1} has to wait for the loop.
-            input_part = nn.functional.linear(layer_input, cell.W_x, cell.b)  # (B, T, H)
-            states = []
-            # Loop over unbind(1) and stack at the end: writing into a preallocated (B, T, H)
-            # tensor would make autograd keep a full-size copy per step (an O(T^2) backward).
-            for u_t in input_part.unbind(1):
-                h = torch.tanh(u_t + h @ cell.W_h.T)  # (B, H)
-                states.append(h)
-            layer_input = torch.stack(states, dim=1)  # (B, T, H)
-            last_states.append(h)
-        return layer_input, torch.stack(last_states)
+    def _layer(self, cell: RNNCell, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer's readable loop: x (B, T, D_l), h (B, H) -> (states (B, T, H), last state (B, H))."""
+        # W_x x_t + b for every t in one matrix multiply; only W_h h_{t-1} has to wait for the loop.
+        input_part = nn.functional.linear(x, cell.W_x, cell.b)  # (B, T, H)
+        states = []
+        # Loop over unbind(1) and stack at the end: writing into a preallocated (B, T, H)
+        # tensor would make autograd keep a full-size copy per step (an O(T^2) backward).
+        for u_t in input_part.unbind(1):
+            h = torch.tanh(u_t + h @ cell.W_h.T)  # (B, H)
+            states.append(h)
+        return torch.stack(states, dim=1), h
 
     def _fused(self, x: torch.Tensor, h0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The same recurrence in torch's fused kernel (weights as in ``_one_bias_weights``)."""

@@ -39,8 +39,8 @@ import torch
 from torch import nn
 
 from ..ops.discretize import discretize_diagonal
-from ..validation import (WEIGHTS_DTYPE, expect_int, expect_nonempty_time, expect_step_range, expect_tensor,
-                          module_dtype_device)
+from ..validation import (WEIGHTS_DTYPE, expect_int, expect_model_tensor, expect_nonempty_time, expect_step_range,
+                          expect_tensor, module_dtype_device)
 
 __all__ = ["S4D", "S4DLayer", "s4d_imaginary_parts"]
 
@@ -135,9 +135,8 @@ class S4DLayer(nn.Module):
         return 2 * torch.einsum("hn,hnl->hl", self.C * B_bar, self._powers(T)).real
 
     def _check_input(self, x: torch.Tensor, state, dims=("B", "T", "H")) -> None:
-        dtype, device = module_dtype_device(self)
-        expect_tensor(x, "x" if len(dims) == 3 else "x_t", dims=dims, size={"H": self.channels},
-                      dtype=dtype, device=device, dtype_reason=WEIGHTS_DTYPE)
+        dtype, device = expect_model_tensor(self, x, "x" if len(dims) == 3 else "x_t", dims=dims,
+                                            size={"H": self.channels})
         if len(dims) == 3:
             expect_nonempty_time(x, "x")
         if state is not None:
