@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from ..validation import expect_float, expect_int, expect_model_tensor
-from .rnn import FastPath, StackedLayers
+from .rnn import FastPath, StackedLayers, cell_state
 
 __all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "copy_gru_from_torch", "copy_lstm_from_torch"]
 
@@ -253,11 +253,7 @@ class GRUCell(nn.Module):
 
     def forward(self, x_t: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         """x_t (B, D), h = h_{t-1} (B, H) or None for zeros -> h_t (B, H)."""
-        expect_model_tensor(self, x_t, "x_t", dims=("B", "D"), size={"D": self.input_size})
-        if h is None:
-            h = x_t.new_zeros(x_t.shape[0], self.hidden_size)
-        else:
-            expect_model_tensor(self, h, "h", dims=("B", "H"), size={"B": x_t.shape[0], "H": self.hidden_size})
+        h = cell_state(self, x_t, h)
         a = nn.functional.linear(x_t, self.W_x, self.b_x)  # (B, 3H)
         return _gru_update(a, nn.functional.linear(h, self.W_h, self.b_h), h)
 

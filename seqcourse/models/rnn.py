@@ -33,7 +33,7 @@ from torch import nn
 
 from ..validation import expect_int, expect_model_tensor, expect_nonempty_time
 
-__all__ = ["FastPath", "RNN", "RNNCell", "StackedLayers", "copy_rnn_from_torch"]
+__all__ = ["FastPath", "RNN", "RNNCell", "StackedLayers", "cell_state", "copy_rnn_from_torch"]
 
 
 class FastPath:
@@ -79,6 +79,16 @@ class FastPath:
         return weights
 
 
+def cell_state(cell: nn.Module, x_t: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
+    """The checks at the top of a one-state cell's step (RNNCell, GRUCell): x_t (B, D) and h (B, H)
+    against the cell's sizes, dtype and device; returns h, or zeros (B, H) when it is None."""
+    expect_model_tensor(cell, x_t, "x_t", dims=("B", "D"), size={"D": cell.input_size})
+    if h is None:
+        return x_t.new_zeros(x_t.shape[0], cell.hidden_size)
+    expect_model_tensor(cell, h, "h", dims=("B", "H"), size={"B": x_t.shape[0], "H": cell.hidden_size})
+    return h
+
+
 class RNNCell(nn.Module):
     """One step of a tanh RNN: ``h_t = tanh(W_x x_t + W_h h_{t-1} + b)``.
 
@@ -103,11 +113,7 @@ class RNNCell(nn.Module):
 
     def forward(self, x_t: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         """x_t (B, D), h = h_{t-1} (B, H) or None for zeros -> h_t (B, H)."""
-        expect_model_tensor(self, x_t, "x_t", dims=("B", "D"), size={"D": self.input_size})
-        if h is None:
-            h = x_t.new_zeros(x_t.shape[0], self.hidden_size)
-        else:
-            expect_model_tensor(self, h, "h", dims=("B", "H"), size={"B": x_t.shape[0], "H": self.hidden_size})
+        h = cell_state(self, x_t, h)
         return torch.tanh(nn.functional.linear(x_t, self.W_x, self.b) + h @ self.W_h.T)
 
     def extra_repr(self) -> str:
