@@ -291,12 +291,14 @@ def test_classic_mistake_fails_the_right_cases_with_a_measured_error(name, capsy
 # ---- not attempted ----------------------------------------------------------------------------
 
 
-def test_a_stub_is_reported_not_attempted_with_zero_points(capsys):
-    for question in recurrence.QUESTIONS:
-        result = check(question.id, not_implemented, strict=False)
-        assert not result.attempted and not result.passed and result.earned == 0
-        assert capsys.readouterr().out == f"{question.id}: not attempted — 0/{question.points} points\n"
-        assert repr(result) == f"<CheckResult {question.id}: not attempted, 0/{question.points} points>"
+@pytest.mark.parametrize("question_id", question_ids())
+def test_a_stub_is_reported_not_attempted_with_zero_points(question_id, capsys):
+    """Every registered question, of every chapter."""
+    question = get_question(question_id)
+    result = check(question.id, not_implemented, strict=False)
+    assert not result.attempted and not result.passed and result.earned == 0
+    assert capsys.readouterr().out == f"{question.id}: not attempted — 0/{question.points} points\n"
+    assert repr(result) == f"<CheckResult {question.id}: not attempted, 0/{question.points} points>"
 
 
 def test_a_partly_written_function_is_attempted_and_fails_where_it_raises():
