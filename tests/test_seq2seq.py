@@ -7,8 +7,10 @@ import torch
 from seqcourse.models.gated import copy_gru_from_torch, copy_lstm_from_torch
 from seqcourse.models.rnn import copy_rnn_from_torch
 from seqcourse.models.seq2seq import Seq2Seq, exact_match, seq2seq_loss
-from seqcourse.data.tasks import BOS, EOS, PAD, reverse_task
+from seqcourse.data.tasks import EOS, PAD, reverse_task
 from seqcourse.train import train
+
+from greedy_check import assert_greedy_is_teacher_forcing
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -138,14 +140,7 @@ def test_greedy_is_teacher_forcing_on_its_own_output(attention, device):
     with torch.no_grad():
         model.b_o[EOS] += 0.5  # make an EOS likely somewhere, so the PAD-after-EOS rule is exercised
     src, _, _ = _batch(device, n=16, length=6, min_length=1, seed=9)
-    pred = model.greedy(src, 8)
-    assert pred.shape == (16, 8) and pred.dtype == torch.long
-    tgt_in = torch.cat([torch.full_like(pred[:, :1], BOS), pred[:, :-1]], dim=1)
-    raw = model(src, tgt_in).argmax(-1)
-    after_eos = ((pred == EOS).cumsum(1) - (pred == EOS).long()) > 0
-    assert after_eos.any() and (~after_eos).any()
-    assert torch.equal(pred[~after_eos], raw[~after_eos])  # up to and including the first EOS
-    assert (pred[after_eos] == PAD).all()
+    pred, tgt_in, after_eos = assert_greedy_is_teacher_forcing(model, src, 8)
     if attention is not None:
         ids, alpha = model.greedy(src, 8, return_attention=True)
         assert torch.equal(ids, pred) and alpha.shape == (16, 8, src.shape[1])
