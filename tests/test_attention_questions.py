@@ -15,6 +15,8 @@ from seqcourse.grading.registry import Case
 from seqcourse.models.online_softmax import online_softmax_update
 from seqcourse.models.relative_positions import apply_rotary
 
+from question_checks import assert_mistake_fails_exactly
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 # ---- what a correct student writes ----------------------------------------------------------
@@ -225,13 +227,8 @@ MISTAKES = {
 
 
 @pytest.mark.parametrize("name", sorted(MISTAKES))
-def test_usual_mistake_fails_its_cases(name, capsys):
-    question_id, fn, failing = MISTAKES[name]
-    result = check(question_id, fn)
-    capsys.readouterr()
-    failed = {case.index for case in result.cases if not case.passed}
-    assert failed == failing, (name, failed, [c.message for c in result.cases])
-    assert not result.passed and result.earned < get_question(question_id).points
+def test_usual_mistake_fails_its_cases(name):
+    assert_mistake_fails_exactly(name, *MISTAKES[name])
 
 
 def fresh_draw(question, seed):

@@ -16,6 +16,8 @@ from seqcourse.ops.hippo import legs_matrices
 from seqcourse.ops.scan import selective_scan
 from seqcourse.ops.ssd import ssd_matrix
 
+from question_checks import assert_mistake_fails_exactly
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -163,13 +165,8 @@ MISTAKES = {
 
 
 @pytest.mark.parametrize("name", sorted(MISTAKES))
-def test_usual_mistake_fails_its_cases(name, capsys):
-    question_id, fn, failing = MISTAKES[name]
-    result = check(question_id, fn)
-    capsys.readouterr()
-    failed = {case.index for case in result.cases if not case.passed}
-    assert failed == failing, (name, failed, [c.message for c in result.cases])
-    assert not result.passed and result.earned < get_question(question_id).points
+def test_usual_mistake_fails_its_cases(name):
+    assert_mistake_fails_exactly(name, *MISTAKES[name])
 
 
 # ---- the references agree with computations done another way -----------------------------------
