@@ -52,6 +52,7 @@ def _check_report(report: dict) -> None:
         assert row["floor_s"] == pytest.approx(4 * row["copy_s"])
         assert row["fast_over_floor"] == pytest.approx(row["fast_s"] / row["floor_s"])
         assert row["fresh_floor_s"] == pytest.approx(3 * row["clone_s"] + row["copy_s"])
+        assert row["blelloch_over_fresh_floor"] == pytest.approx(row["blelloch_s"] / row["fresh_floor_s"])
         # the fast loop saves a and h: two tensors of the scan's size, as the readable loop does
         assert row["fast_saved_mb"] == pytest.approx(2 * row["tensor_mb"])
         assert row["fast_backward_elements"] < row["blelloch_backward_elements"]

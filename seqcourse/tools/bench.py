@@ -189,9 +189,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="PATH",
                         help=f"where to write the results as JSON (default: {DEFAULT_JSON})")
     parser.add_argument("--budget-seconds", type=_positive, default=25.0, metavar="S",
-                        help="wall-time budget per notebook, in seconds (default: 30)")
+                        help="wall-time budget per notebook, in seconds (default: %(default)g)")
     parser.add_argument("--budget-mb", type=_positive, default=1536.0, metavar="MB",
-                        help="peak-memory budget per notebook, in MB of 2**20 bytes (default: 1536)")
+                        help="peak-memory budget per notebook, in MB of 2**20 bytes (default: %(default)g)")
     parser.add_argument("--timeout", type=_positive, default=1200.0, metavar="S",
                         help="stop a notebook that runs longer than this many seconds (default: 1200)")
     parser.add_argument("--skip-notebooks", action="store_true", help="run only the model benchmark")
