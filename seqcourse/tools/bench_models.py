@@ -514,11 +514,11 @@ def format_report(results: dict) -> str:
         parts.append(_table(["L"] + [h for name in names for h in (name, "x")],
                             [[r["L"]] + [v for name in names for v in (r[f"{name}_s"] * ms, r[f"{name}_over_blelloch"])]
                              for r in results["linear_scan"]]))
-        parts.append("Memory-traffic floor: the scan must read and write "
-                     f"{TRAFFIC_TENSORS} tensors of B*L*d*n floats; copy = torch copy into an allocated tensor, "
-                     "clone = into a new one (page faults included); fresh floor = 3 clones + 1 copy, the least\n"
-                     "time any scan that returns its three (B, L, d, n) tensors as new memory can take, so "
-                     "Blelloch / fresh floor is the\nlargest speed-up over Blelloch such a scan can reach here")
+        parts.append(f"Memory-traffic floor: the scan must read and write {TRAFFIC_TENSORS} tensors of B*L*d*n floats; "
+                     "copy = torch copy into an allocated tensor,\nclone = into a new one (page faults included); "
+                     "fresh floor = 3 clones + 1 copy, the least time any scan that returns its\nthree (B, L, d, n) "
+                     "tensors as new memory can take; Blelloch / fresh floor = the largest speed-up over Blelloch "
+                     "such a scan\ncan reach here")
         parts.append(_table(["L", "traffic MB", "copy GB/s", "clone GB/s", "floor ms", "fast / floor",
                              "fresh floor ms", "fast / fresh floor", "Blelloch / fresh floor"],
                             [[r["L"], r["traffic_mb"], r["copy_gb_per_s"], r["clone_gb_per_s"], r["floor_s"] * ms,
